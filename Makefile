@@ -1,0 +1,73 @@
+# SynSeg Lab. `make help` lists the targets. Every target creates .venv when it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+MODEL ?= synseg
+DATA ?= toy
+SEED ?= 0
+RUN ?= $(MODEL)-$(DATA)-s$(SEED)
+ARGS ?=
+STANDIN_CLIP := data/toyclip/toyclip-vit-p8.pt
+
+.PHONY: help venv train toyclip toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: MODEL=$(MODEL) DATA=$(DATA) SEED=$(SEED) RUN=$(RUN) ARGS='$(ARGS)'"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## Create .venv from requirements.txt plus the editable package (when missing or outdated)
+
+train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name ARGS='trainer=gpu ...'
+	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+	@test -f configs/data/$(DATA).yaml || { echo "DATA=$(DATA): unknown data config; expected one of: $$(ls configs/data | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ] && [ ! -f $(STANDIN_CLIP) ]; then $(MAKE) --no-print-directory toyclip; fi
+	$(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(ARGS)
+
+toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
+$(STANDIN_CLIP): | $(STAMP)
+	$(PY) -m synseg.train experiment=toyclip
+
+toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
+	$(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val
+	$(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test
+	$(PY) -m synseg.data.toyworld write --split train --n 8000 --seed 0 --format shards --out data/shards
+
+sample-sheet: venv ## Render the toy-world sample sheet used in the README (docs/toyworld_sheet.png)
+	$(PY) -m synseg.data.toyworld sheet --out docs/toyworld_sheet.png
+
+test: venv ## Fast test suite (CPU, no network, < 10 min on 2 cores)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: venv ## Slow tests only (stand-in CLIP quality, DDP on CPU, ...)
+	$(PY) -m pytest -m slow -q
+
+lint: venv ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: venv ## ruff autofix + format
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+benchmark: venv ## Data throughput benchmark (toy generator, tagging, loader/step ratio)
+	$(PY) benchmarks/data_throughput.py
+
+wandb-sync: venv ## Upload offline wandb runs under logs/
+	$(VENV)/bin/wandb sync --sync-all logs/train/*/wandb 2>/dev/null || $(VENV)/bin/wandb sync logs/train/*/wandb/offline-run-*
+
+clean: ## Remove caches, logs and generated data (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache logs/train logs/eval outputs multirun
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+	@echo "generated data in data/ kept; remove it with: rm -rf data/toy data/toyclip data/cache data/shards"
