@@ -1,0 +1,150 @@
+"""The training stream shared by every method: batches of images, caption tokens and caption categories.
+
+Every rank gets exactly `num_batches` batches; within a rank, worker w builds the batches k with
+k % num_workers == w, so the DataLoader's round robin returns them in order. On the toy source, batch k of
+rank r holds the toy samples ((start_step + k) * world_size + r) * B + i, i < B: the order is a pure
+function of (seed, global sample index) and a resumed run continues exactly where it stopped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from synseg.data.records import SkipCounter, decode_record
+from synseg.data.transforms import ImageTransform
+
+
+class PromptTokenizer:
+    """open_clip tokenizer of a backbone plus a cache of category prompt tokens (made lazily per worker)."""
+
+    def __init__(self, backbone: str, template: str = "a photo of a {}.") -> None:
+        self.backbone, self.template = backbone, template
+        self._tok = None
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tok": None, "_prompt_cache": {}}
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            import open_clip
+
+            from synseg.models.clip_configs import register_clip_configs
+
+            register_clip_configs()
+            self._tok = open_clip.get_tokenizer(self.backbone)
+        return self._tok
+
+    def captions(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)  # (B, L)
+
+    def prompts(self, categories: list[list[str]], k: int) -> torch.Tensor:
+        """(B, K, L) tokens of "a photo of a {category}."; padding slots are zeros."""
+        new = sorted({c for cats in categories for c in cats if c not in self._prompt_cache})
+        if new:
+            for c, t in zip(new, self.tokenizer([self.template.format(c) for c in new]), strict=True):
+                self._prompt_cache[c] = t
+        length = self.tokenizer.context_length
+        out = torch.zeros(len(categories), k, length, dtype=torch.long)
+        for b, cats in enumerate(categories):
+            for j, c in enumerate(cats[:k]):
+                out[b, j] = self._prompt_cache[c]
+        return out
+
+
+class CaptionStream(IterableDataset):
+    """Yields whole batches (dicts); use with `DataLoader(batch_size=None)`."""
+
+    def __init__(
+        self,
+        source: Any,
+        batch_size: int,
+        num_batches: int,
+        tagger: Any,
+        tokenizer: PromptTokenizer,
+        transform: ImageTransform,
+        max_categories: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.source, self.batch_size, self.num_batches = source, batch_size, num_batches
+        self.tagger, self.tokenizer, self.transform = tagger, tokenizer, transform
+        self.k, self.rank, self.world_size = max_categories, rank, world_size
+        self.start_step, self.seed = start_step, seed
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        return (info.id, info.num_workers) if info is not None else (0, 1)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        w, n_workers = self._worker()
+        my_batches = range(w, self.num_batches, n_workers)
+        if getattr(self.source, "is_toy", False):
+            for k in my_batches:
+                step = self.start_step + k
+                first = (step * self.world_size + self.rank) * self.batch_size
+                samples = [self.source.sample(first + i) for i in range(self.batch_size)]
+                yield self._batch(samples, Counter())
+            return
+        skips = SkipCounter()
+        records = self._records(w, n_workers, skips)
+        for _ in my_batches:
+            reported = Counter(skips.counts)
+            samples = []
+            while len(samples) < self.batch_size:
+                rec = next(records)
+                decoded = decode_record(rec, skips)
+                if decoded is not None:
+                    samples.append(
+                        {"key": str(rec.get("__key__", "")), "image": decoded[0], "caption": decoded[1]}
+                    )
+            yield self._batch(samples, skips.counts - reported)
+
+    def _records(self, worker: int, n_workers: int, skips: SkipCounter) -> Iterator[dict[str, Any]]:
+        """Endless records of this rank x worker: pass after pass, reshuffled each time (open_clip's
+        resampling), so every rank yields its batches even when shards hold unequal sample counts."""
+        pass_idx = 0
+        while True:
+            n = 0
+            for rec in self.source.records(self.rank, self.world_size, worker, n_workers, pass_idx, skips):
+                n += 1
+                yield rec
+            if n == 0:
+                raise RuntimeError(
+                    f"data source gave rank {self.rank} worker {worker} no record in a whole "
+                    f"pass: too few shards or samples for {self.world_size} ranks x {n_workers} "
+                    "workers"
+                )
+            pass_idx += 1
+
+    def _batch(self, samples: list[dict[str, Any]], skipped: Counter) -> dict[str, Any]:
+        captions = [s["caption"] for s in samples]
+        categories = [cats[: self.k] for cats in self.tagger.tag(captions)]
+        valid = torch.zeros(len(samples), self.k, dtype=torch.bool)
+        for b, cats in enumerate(categories):
+            valid[b, : len(cats)] = True
+        batch = {
+            "images": self.transform([s["image"] for s in samples]),  # (B, 3, S, S)
+            "caption_tokens": self.tokenizer.captions(captions),  # (B, L)
+            "captions": captions,
+            "categories": [cats + [""] * (self.k - len(cats)) for cats in categories],
+            "category_tokens": self.tokenizer.prompts(categories, self.k),  # (B, K, L)
+            "category_valid": valid,  # (B, K)
+            "keys": [s["key"] for s in samples],
+            "skipped": {reason: int(n) for reason, n in skipped.items()},
+            "no_category": int((~valid.any(1)).sum()),
+        }
+        if "labels" in samples[0]:  # toy ground-truth image labels, for diagnostics only
+            batch["image_labels"] = torch.from_numpy(np.stack([s["labels"] for s in samples]))
+        return batch
