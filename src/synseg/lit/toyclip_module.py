@@ -1,0 +1,144 @@
+"""`ToyClipModule`: trains an open_clip CLIP with open_clip's own `ClipLoss` (the stand-in CLIP of the toy
+world), and measures zero-shot image classification on segmentation folders (`val/top1`, `test/top1`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from synseg.models.clip_configs import STANDIN_CLIP
+from synseg.models.registry import create_model
+
+log = logging.getLogger(__name__)
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """LR multiplier: linear warm-up to 1 over `warmup` steps, then cosine to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ToyClipModule(L.LightningModule):
+    """CLIP training with `open_clip.loss.ClipLoss` (local loss, gather with grad under DDP)."""
+
+    def __init__(
+        self,
+        arch: str = "toyclip",
+        model_name: str = STANDIN_CLIP,
+        pretrained: str | None = None,
+        optimizer: Any = None,
+        warmup_steps: int = 50,
+        prompt_template: str = "a photo of a {}.",
+        export_dir: str | None = None,
+        name: str = "toyclip",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.model = create_model(arch, model_name=model_name, pretrained=pretrained)
+        self.loss_fn = None
+        self.class_text: torch.Tensor | None = None
+        self._hits = {"val": [0, 0], "test": [0, 0]}
+
+    def setup(self, stage: str) -> None:
+        from open_clip.loss import ClipLoss
+
+        self.loss_fn = ClipLoss(
+            local_loss=True,
+            gather_with_grad=True,
+            cache_labels=True,
+            rank=self.global_rank,
+            world_size=self.trainer.world_size if self._trainer else 1,
+        )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for n, p in self.model.named_parameters():
+            (no_decay if p.ndim < 2 or "logit_scale" in n or "embedding" in n else decay).append(p)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        opt = self.hparams.optimizer(params=groups) if self.hparams.optimizer else torch.optim.AdamW(groups)
+        total = max(1, self.trainer.max_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, total)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        image_features, text_features, logit_scale = self.model(batch["images"], batch["caption_tokens"])
+        loss = self.loss_fn(image_features, text_features, logit_scale)
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(0, math.log(100))
+        bs = batch["images"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/logit_scale", logit_scale, batch_size=bs)
+        return loss
+
+    # ---- zero-shot classification on segmentation folders ---------------------------------------------
+    @torch.no_grad()
+    def encode_classes(self, names: list[str]) -> torch.Tensor:
+        """(C, D) normalised prompt embeddings of class names (background excluded by the caller)."""
+        import open_clip
+
+        tok = open_clip.get_tokenizer(self.hparams.model_name)
+        text = tok([self.hparams.prompt_template.format(n) for n in names]).to(self.device)
+        return F.normalize(self.model.encode_text(text), dim=-1)
+
+    def _start(self, split: str) -> None:
+        names = self.trainer.datamodule.class_names
+        self.has_background = names[0] == "background"
+        self.class_text = self.encode_classes(names[1:] if self.has_background else names)
+        self._hits[split] = [0, 0]
+
+    def _step(self, split: str, batch: dict[str, Any]) -> None:
+        img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, D)
+        pred = (img @ self.class_text.T).argmax(1) + int(self.has_background)  # label id of the top class
+        for b in range(pred.shape[0]):
+            present = torch.unique(batch["mask"][b])
+            self._hits[split][0] += int((present == pred[b]).any())
+            self._hits[split][1] += 1
+
+    def _end(self, split: str) -> None:
+        hits = torch.tensor(self._hits[split], dtype=torch.float64, device=self.device)
+        hits = self.all_gather(hits).reshape(-1, 2).sum(0) if self.trainer.world_size > 1 else hits
+        self.log(f"{split}/top1", float(hits[0] / hits[1].clamp(min=1)), rank_zero_only=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end("test")
+
+    # ---- export the trained CLIP as an open_clip checkpoint ----------------------------------------
+    def export(self, metrics: dict[str, float]) -> Path | None:
+        """Writes `export_dir/<model_name>.pt` (an open_clip state dict) and `metrics.json` beside it."""
+        if not self.hparams.export_dir or self.global_rank != 0:
+            return None
+        out = Path(self.hparams.export_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{self.hparams.model_name}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.model.state_dict(), tmp)
+        tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        log.info("stand-in CLIP saved to %s", path)
+        return path

@@ -1,0 +1,90 @@
+"""The stand-in CLIP: trains with open_clip's ClipLoss, its loss falls, its export loads through open_clip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from synseg.lit.toyclip_module import ToyClipModule, warmup_cosine
+from tests.conftest import ROOT
+
+
+class _FakeTrainer:
+    world_size, max_steps = 1, 30
+
+
+def test_warmup_cosine_schedule() -> None:
+    assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_loss_falls_in_a_few_steps(toy_folders: Path) -> None:
+    from tests.test_datamodule import collect, make_dm
+
+    torch.manual_seed(0)
+    batch = collect(make_dm(toy_folders, "toy", world=1, workers=0, steps=1, batch=32))[0]
+    module = ToyClipModule(optimizer=None, warmup_steps=0)
+    module.setup("fit")  # ClipLoss with rank 0, world 1 (trainer not needed for that)
+    opt = torch.optim.AdamW(module.model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        f_img, f_txt, scale = module.model(batch["images"], batch["caption_tokens"])
+        loss = module.loss_fn(f_img, f_txt, scale)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.5 * first, losses  # ln(32) = 3.47 at chance
+
+
+def test_clip_loss_matches_a_hand_written_symmetric_infonce() -> None:
+    from open_clip.loss import ClipLoss
+
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    logits = 10.0 * img @ txt.T
+    labels = torch.arange(6)
+    ref = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, labels)
+        + torch.nn.functional.cross_entropy(logits.T, labels)
+    )
+    assert float(ClipLoss()(img, txt, torch.tensor(10.0))) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_export_loads_through_open_clip_like_a_pretrained_tag(tmp_path: Path) -> None:
+    import open_clip
+
+    module = ToyClipModule(export_dir=str(tmp_path))
+    path = module.export({"test/top1": 0.5})
+    assert path == tmp_path / "toyclip-vit-p8.pt"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"test/top1": 0.5}
+    loaded = open_clip.create_model("toyclip-vit-p8", pretrained=str(path))
+    x = torch.randn(2, 3, 64, 64)
+    module.model.eval()
+    assert torch.allclose(loaded.eval().encode_image(x), module.model.encode_image(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_standin_clip_build_meets_its_targets(tmp_path: Path) -> None:
+    """`experiment=toyclip` end to end: trained in <= 5 min on 2 cores, toy test top-1 >= 0.70."""
+    start = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "synseg.train", "experiment=toyclip", f"paths.root_dir={tmp_path}"],
+        cwd=ROOT,
+        check=True,
+    )
+    minutes = (time.time() - start) / 60
+    metrics = json.loads((tmp_path / "data" / "toyclip" / "metrics.json").read_text())
+    assert (tmp_path / "data" / "toyclip" / "toyclip-vit-p8.pt").is_file()
+    assert metrics["test/top1"] >= 0.70, metrics
+    assert minutes <= 5.0, f"{minutes:.1f} min"
