@@ -40,9 +40,9 @@ $(STANDIN_CLIP): | $(STAMP)
 	$(PY) -m synseg.train experiment=toyclip
 
 toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
-	$(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val
-	$(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test
-	$(PY) -m synseg.data.toyworld write --split train --n 8000 --seed 0 --format shards --out data/shards
+	@test -d data/toy/val || $(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val
+	@test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test
+	@test -d data/shards || $(PY) -m synseg.data.toyworld write --split train --n 8000 --seed 0 --format shards --out data/shards
 
 sample-sheet: venv ## Render the toy-world sample sheet used in the README (docs/toyworld_sheet.png)
 	$(PY) -m synseg.data.toyworld sheet --out docs/toyworld_sheet.png
