@@ -13,8 +13,10 @@ SEED ?= 0
 RUN ?= $(MODEL)-$(DATA)-s$(SEED)
 ARGS ?=
 STANDIN_CLIP := data/toyclip/toyclip-vit-p8.pt
+DENSE_DECODER := data/toyclip/synseg_head_dense.pt
+MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
-.PHONY: help venv train toyclip toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+.PHONY: help venv train toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -32,12 +34,23 @@ venv: $(STAMP) ## Create .venv from requirements.txt plus the editable package (
 train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name ARGS='trainer=gpu ...'
 	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@test -f configs/data/$(DATA).yaml || { echo "DATA=$(DATA): unknown data config; expected one of: $$(ls configs/data | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
-	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ] && [ ! -f $(STANDIN_CLIP) ]; then $(MAKE) --no-print-directory toyclip; fi
+	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(ARGS)
 
 toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
 $(STANDIN_CLIP): | $(STAMP)
 	$(PY) -m synseg.train experiment=toyclip
+
+dense-decoder: $(DENSE_DECODER) ## Build the stand-in CLIPSeg decoder (dense BCE on the disjoint toy split)
+$(DENSE_DECODER): | $(STANDIN_CLIP)
+	$(PY) -m synseg.train experiment=dense_decoder
+
+maskclip-ref: $(MASKCLIP_REF) ## Evaluate the training-free dense CLIP on the toy test split (a reference level)
+$(MASKCLIP_REF): | $(STANDIN_CLIP)
+	$(PY) -m synseg.train model=maskclip run_name=maskclip-toy-s0
+	cp logs/train/maskclip-toy-s0/metrics.json $@
+
+toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 
 toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
 	@test -d data/toy/val || $(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val

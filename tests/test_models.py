@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
 from synseg.models.registry import create_model, list_models
+
+
+def _clip_inputs(model: torch.nn.Module) -> tuple:
+    return torch.randn(2, 3, 64, 64), torch.randint(1, 1000, (2, 32))
+
+
+def _head_inputs(model: torch.nn.Module) -> tuple:
+    layers = [torch.randn(3, 65, 192) for _ in range(3)]  # 3 pairs, 8x8 grid + class token, stand-in width
+    return layers, torch.randn(3, 128), (8, 8), torch.randn(3, 64)
+
+
+# Every registered model needs an entry here (the test below fails for a model without one).
+EXAMPLE_INPUTS: dict[str, tuple[dict, Callable[[torch.nn.Module], tuple]]] = {
+    "toyclip": ({}, _clip_inputs),
+    "synseg_head": ({"prior": True}, _head_inputs),
+}
 
 
 def test_unknown_model_lists_registered_ones() -> None:
@@ -15,12 +33,14 @@ def test_unknown_model_lists_registered_ones() -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_forward_backward_gives_every_parameter_a_gradient(name: str) -> None:
+    assert name in EXAMPLE_INPUTS, f"add toy-size example inputs for {name!r}"
+    kwargs, make_inputs = EXAMPLE_INPUTS[name]
     torch.manual_seed(0)
-    model = create_model(name)
-    images = torch.randn(2, 3, 64, 64)
-    tokens = torch.randint(1, 1000, (2, 32))
-    out = model(images, tokens)
-    loss = sum(o.float().sum() for o in out if torch.is_tensor(o) and o.requires_grad)
+    model = create_model(name, **kwargs)
+    out = model(*make_inputs(model))
+    loss = sum(o.float().square().mean() for o in out if torch.is_tensor(o) and o.requires_grad)
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None)]
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
     assert not missing, f"no gradient for {missing[:5]}"

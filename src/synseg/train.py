@@ -59,10 +59,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True) and getattr(model, "requires_training", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
+    elif cfg.get("test", True) and hasattr(model, "segment"):
+        trainer.validate(model, datamodule=datamodule)  # training-free: val still selects the threshold
     if cfg.get("test", True):
         trainer.test(model, datamodule=datamodule)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
+        for split, results in getattr(model, "eval_results", {}).items():
+            for name, iou in results.get("per_class_iou", {}).items():
+                metrics[f"{split}/toy/per_class/{name}"] = float(iou)
     metrics["global_step"] = trainer.global_step
+    if trainer.is_global_zero and cfg.get("test", True) and hasattr(model, "segment"):
+        from synseg.reporting import reference_levels, summary_table
+
+        refs = reference_levels(cfg.paths.data_dir, datamodule.test_root, model.backbone.patch_size)
+        metrics.update({f"reference/{k}": v for k, v in refs.items() if v is not None})
+        print(summary_table(cfg.run_name, metrics, refs))
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         if hasattr(model, "export"):

@@ -1,0 +1,180 @@
+"""`SynSegModule`: frozen CLIP -> decoder map per (image, caption category) -> FSS -> MCCL.
+
+Every choice the prototype found decisive is a switch (see the method note): decoder init (random or the
+dense-pretrained stand-in for CLIPSeg), where V comes from (FiLM-conditioned features as in the paper, or
+the frozen CLIP dense tokens), the clamp (hard or soft), negatives for categories absent from the caption,
+a presence (multiple-instance) BCE, an InfoNCE of f_c against the batch's prompts, a CLIP-similarity prior
+into the head (`head.prior`), and an L_align-only warm-up."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synseg.lit.segmenter_base import FrozenBackboneSegmenter
+from synseg.losses import MCCL_TERMS, mccl_loss
+from synseg.models.feature_synergy import feature_synergy
+
+
+def ddp_count_sync() -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Under DDP: local count -> mean count per rank (see `losses._mean_over_images`); else None."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+
+    def sync(n: torch.Tensor) -> torch.Tensor:
+        n = n.clone()
+        dist.all_reduce(n)
+        return n / dist.get_world_size()
+
+    return sync
+
+
+class SynSegModule(FrozenBackboneSegmenter):
+    """SynSeg training on caption categories. `loss.weights` are (align, cont, back, sep)."""
+
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict | None = None,
+        optimizer: Any = None,
+        warmup_steps: int = 50,
+        templates: tuple[str, ...] = ("a photo of a {}.",),
+        name: str = "synseg",
+        decoder_init: str = "random",
+        decoder_ckpt: str | None = None,
+        fss_source: str = "conditioned",
+        loss: dict | None = None,
+        negatives: dict | None = None,
+        presence_weight: float = 0.0,
+        prompt_nce_weight: float = 0.0,
+        align_warmup_steps: int = 0,
+        eval_chunk: int = 256,
+        arch: str = "synseg_head",
+        text_condition: str = "unit",
+    ) -> None:
+        super().__init__(
+            backbone, head, optimizer, warmup_steps, templates, name, eval_chunk, arch, text_condition
+        )
+        if decoder_init not in ("random", "clipseg"):
+            raise ValueError(f"model.decoder_init: {decoder_init!r}; expected random or clipseg")
+        if fss_source not in ("conditioned", "frozen"):
+            raise ValueError(f"model.fss_source: {fss_source!r}; expected conditioned or frozen")
+        self.loss_cfg = {
+            "weights": (1.0, 1.0, 1.0, 1.0),
+            "clamp": (0.005, 0.995),
+            "clamp_mode": "hard",
+            **(loss or {}),
+        }
+        if self.loss_cfg["clamp_mode"] not in ("hard", "soft"):
+            raise ValueError(f"model.loss.clamp_mode: {self.loss_cfg['clamp_mode']!r}; expected hard or soft")
+        self.neg_cfg = {"weight": 0.0, "per_image": 2, **(negatives or {})}
+        if decoder_init == "clipseg":
+            if not decoder_ckpt:
+                raise ValueError("model.decoder_ckpt: required with decoder_init=clipseg")
+            if str(decoder_ckpt).endswith((".pt", ".pth")):  # the toy stand-in (or any head state dict)
+                self.load_head(decoder_ckpt, decoder_only=True)
+            else:  # a Hugging Face id of CLIPSeg weights, e.g. CIDAS/clipseg-rd64-refined
+                from synseg.models.clipseg_weights import load_clipseg_decoder
+
+                load_clipseg_decoder(self.head.decoder, decoder_ckpt)
+        self.rng = random.Random(0)
+        self.skipped_no_category = 0
+
+    # ---- one training step ----------------------------------------------------------------------------
+    def _negatives(self, categories: list[list[str]]) -> list[tuple[int, str]]:
+        """(image, category) pairs with categories of other captions in the batch absent from this one."""
+        pool = sorted({c for cats in categories for c in cats if c})
+        out = []
+        for b, cats in enumerate(categories):
+            absent = [c for c in pool if c not in cats]
+            out += [(b, c) for c in self.rng.sample(absent, min(self.neg_cfg["per_image"], len(absent)))]
+        return out
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images, valid, categories = batch["images"], batch["category_valid"], batch["categories"]
+        bsz, k = valid.shape
+        template = self.hparams.templates[0]
+        feats = self.backbone.encode_images(images)
+        pos = valid.nonzero()  # (P, 2): image, slot
+        neg = self._negatives(categories) if (self.neg_cfg["weight"] or self.hparams.presence_weight) else []
+        words = [categories[b][s] for b, s in pos.tolist()] + [c for _, c in neg]
+        index = torch.cat(
+            [pos[:, 0], torch.tensor([b for b, _ in neg], dtype=torch.long, device=images.device)]
+        )
+        n_pos = pos.shape[0]
+        terms: dict[str, torch.Tensor] = {}
+        zero = images.new_zeros(())
+        if index.numel() == 0:  # no category in the whole batch: nothing to learn, the step still runs
+            total = sum(p.sum() * 0 for p in self.head.parameters())
+            self.log("train/loss", total, batch_size=bsz)
+            return total
+        cond, text = self.embed_prompts([template.format(w) for w in words])  # (P', D) each
+        logits, v_cond = self.pair_maps(feats, index, cond, text)
+        act = self.grid_activation(logits, self.backbone.patch_size)  # (P', N)
+        values = v_cond[:n_pos] if self.hparams.fss_source == "conditioned" else feats["dense"][index[:n_pos]]
+        fg, bg = feature_synergy(values, act[:n_pos])  # (P, D) each
+
+        d = fg.shape[-1]
+        fg_b, bg_b, tx_b = (images.new_zeros(bsz, k, d) for _ in range(3))
+        fg_b = fg_b.index_put((pos[:, 0], pos[:, 1]), fg)
+        bg_b = bg_b.index_put((pos[:, 0], pos[:, 1]), bg)
+        tx_b = tx_b.index_put((pos[:, 0], pos[:, 1]), text[:n_pos])
+        weights = tuple(self.loss_cfg["weights"])
+        if self.global_step < self.hparams.align_warmup_steps:
+            weights = (weights[0], 0.0, 0.0, 0.0)
+        mccl = mccl_loss(
+            fg_b,
+            bg_b,
+            tx_b,
+            valid,
+            weights,
+            tuple(self.loss_cfg["clamp"]),
+            soft=self.loss_cfg["clamp_mode"] == "soft",
+            count_sync=ddp_count_sync(),
+        )
+        terms.update({t: mccl[t] for t in MCCL_TERMS})
+        total = mccl["total"]
+
+        if neg and self.neg_cfg["weight"]:  # absent categories: activation pushed to 0 everywhere
+            terms["negative"] = -torch.log1p(-act[n_pos:].clamp(max=1 - 1e-4)).mean()
+            total = total + self.neg_cfg["weight"] * terms["negative"]
+        if self.hparams.presence_weight:  # MIL: max activation is 1 for caption categories, 0 for absent ones
+            presence = act.max(-1).values.clamp(1e-4, 1 - 1e-4)
+            target = torch.cat([presence.new_ones(n_pos), presence.new_zeros(len(neg))])
+            terms["presence"] = F.binary_cross_entropy(presence, target)
+            total = total + self.hparams.presence_weight * terms["presence"]
+        if self.hparams.prompt_nce_weight:  # f_c must pick its own prompt among the batch's prompts
+            uniq = sorted(set(words[:n_pos]))
+            bank = self.embed_prompts([template.format(w) for w in uniq])[1]
+            target = torch.tensor([uniq.index(w) for w in words[:n_pos]], device=images.device)
+            scale = self.backbone.clip.logit_scale.exp().detach()
+            terms["prompt_nce"] = F.cross_entropy(scale * F.normalize(fg, dim=-1) @ bank.T, target)
+            total = total + self.hparams.prompt_nce_weight * terms["prompt_nce"]
+        terms["total"] = total
+        self.check_finite(terms)
+
+        no_cat = int((~valid.any(1)).sum())
+        self.skipped_no_category += no_cat
+        for name, value in terms.items():
+            self.log(
+                f"train/loss/{name}" if name != "total" else "train/loss",
+                value,
+                batch_size=bsz,
+                prog_bar=name == "total",
+            )
+        self.log_dict(
+            {
+                "train/no_category_images": float(self.skipped_no_category),
+                "train/text_cache_hit_rate": self.backbone.cache_hit_rate,
+                "train/act_mean_pos": act[:n_pos].mean().detach(),
+                "train/act_mean_neg": act[n_pos:].mean().detach() if neg else zero,
+            },
+            batch_size=bsz,
+        )
+        return total

@@ -1,0 +1,140 @@
+"""`FrozenCLIP`: a frozen open_clip CLIP exposing what dense methods need.
+
+- patch tokens of chosen intermediate layers (for CLIPSeg-style decoders),
+- dense tokens in the joint image-text space (plain `ln_post(x) @ proj`, or MaskCLIP's value path),
+- cached text embeddings of prompts (the text tower is frozen, so a prompt is encoded once).
+Frozen means eval mode and no gradients; the LightningModules keep it out of the optimiser and checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synseg.models.toyclip import build_open_clip
+
+
+def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1 + N, W) positional embedding bicubically resized to a new patch grid (class token kept)."""
+    n_old = pos.shape[0] - 1
+    if n_old == grid[0] * grid[1]:
+        return pos
+    side = int(round(n_old**0.5))
+    patch = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    patch = F.interpolate(patch, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)], dim=0)
+
+
+class FrozenCLIP(nn.Module):
+    """Frozen open_clip CLIP. `pretrained`: an open_clip tag ("openai") or a local checkpoint path."""
+
+    def __init__(
+        self,
+        model_name: str = "toyclip-vit-p8",
+        pretrained: str | None = None,
+        extract_layers: Sequence[int] = (1, 2, 3),
+        dense_mode: str = "maskclip",
+    ) -> None:
+        super().__init__()
+        import open_clip
+
+        if dense_mode not in ("maskclip", "tokens"):
+            raise ValueError(f"backbone.dense_mode: {dense_mode!r}; expected maskclip or tokens")
+        self.model_name, self.dense_mode = model_name, dense_mode
+        self.clip = build_open_clip(model_name, pretrained)
+        self.clip.requires_grad_(False)
+        self.clip.eval()
+        visual = self.clip.visual
+        n_layers = len(visual.transformer.resblocks)
+        bad = [i for i in extract_layers if not 0 <= i < n_layers]
+        if bad:
+            raise ValueError(f"backbone.extract_layers: {bad} outside 0..{n_layers - 1} for {model_name}")
+        self.extract_layers = tuple(extract_layers)
+        self.width = visual.transformer.width
+        self.embed_dim = (
+            self.clip.text_projection.shape[1]
+            if self.clip.text_projection is not None
+            else (visual.proj.shape[1])
+        )
+        self.patch_size = visual.conv1.kernel_size[0]
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.cache_hits = self.cache_misses = 0
+
+    def train(self, mode: bool = True) -> FrozenCLIP:
+        super().train(mode)
+        self.clip.eval()  # always eval: frozen
+        return self
+
+    @property
+    def cache_hit_rate(self) -> float:
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total else 0.0
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor] | tuple]:
+        """layers: list of (B, 1 + N, W) tokens after each extract layer; dense: (B, N, D) joint-space tokens
+        (not normalised); pooled: (B, D) image embedding; grid: (h, w)."""
+        v = self.clip.visual
+        b, _, h, w = images.shape
+        grid = (h // self.patch_size, w // self.patch_size)
+        x = v.conv1(images).flatten(2).transpose(1, 2)  # (B, N, W)
+        cls = v.class_embedding.to(x.dtype).expand(b, 1, -1)
+        x = torch.cat([cls, x], dim=1) + resize_pos_embed(v.positional_embedding, grid).to(x.dtype)
+        x = v.ln_pre(x)
+        layers = []
+        blocks = v.transformer.resblocks
+        for i, blk in enumerate(blocks):
+            if i == len(blocks) - 1 and self.dense_mode == "maskclip":
+                dense = self._maskclip_dense(blk, x)
+            x = blk(x)
+            if i in self.extract_layers:
+                layers.append(x)
+        pooled, tokens = v._pool(x)
+        if self.dense_mode == "tokens":
+            dense = tokens
+        else:
+            dense = v.ln_post(dense)
+        if v.proj is not None:
+            pooled, dense = pooled @ v.proj, dense @ v.proj
+        return {"layers": layers, "dense": dense, "pooled": pooled, "grid": grid}
+
+    @staticmethod
+    def _maskclip_dense(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """MaskCLIP: the last block's value embeddings through the output projection (no q-k attention,
+        no residual, no MLP), which keeps each patch's own semantics. (B, N, W) without the class token."""
+        attn = blk.attn
+        y = blk.ln_1(x)[:, 1:]
+        wv = attn.in_proj_weight[2 * attn.embed_dim :]
+        bv = attn.in_proj_bias[2 * attn.embed_dim :] if attn.in_proj_bias is not None else None
+        return attn.out_proj(F.linear(y, wv, bv))
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, D) normalised text embeddings of token rows."""
+        return F.normalize(self.clip.encode_text(tokens), dim=-1)
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """(N, D) text embeddings of prompts (normalised unless `normalize=False`), cached by prompt."""
+        missing = sorted({p for p in prompts if p not in self._text_cache})
+        self.cache_misses += len(missing)
+        self.cache_hits += len(prompts) - len(missing)
+        if missing:
+            device = self.clip.text_projection.device if self.clip.text_projection is not None else "cpu"
+            emb = self.clip.encode_text(self.tokenizer(missing).to(device))
+            self._text_cache.update(dict(zip(missing, emb, strict=True)))
+        out = torch.stack([self._text_cache[p] for p in prompts])
+        return F.normalize(out, dim=-1) if normalize else out
+
+    @torch.no_grad()
+    def encode_classnames(
+        self, names: Sequence[str], templates: Sequence[str], normalize: bool = True
+    ) -> torch.Tensor:
+        """(C, D) per class: the mean of its normalised template embeddings, normalised again (protocol);
+        with `normalize=False`, the mean of the raw embeddings (what CLIPSeg's FiLM expects)."""
+        emb = self.encode_prompts([t.format(n) for n in names for t in templates], normalize=normalize)
+        emb = emb.view(len(names), len(templates), -1).mean(1)
+        return F.normalize(emb, dim=-1) if normalize else emb

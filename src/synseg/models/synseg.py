@@ -1,0 +1,164 @@
+"""SynSeg's trainable head: FiLM text conditioning, a CLIPSeg-style decoder and a projector.
+
+Inputs are frozen CLIP features (see `backbone.FrozenCLIP`) and one text embedding per (image, category)
+pair; outputs are one logit map per pair and the pair's "conditional visual features"."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from synseg.models.registry import register_model
+
+
+class FiLM(nn.Module):
+    """FiLM as in CLIPSeg: text embedding (P, Dt) -> scale and shift (P, C) applied to the visual tokens."""
+
+    def __init__(self, text_dim: int, channels: int) -> None:
+        super().__init__()
+        self.film_mul = nn.Linear(text_dim, channels)
+        self.film_add = nn.Linear(text_dim, channels)
+
+    def forward(self, tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.film_mul(text)[:, None] * tokens + self.film_add(text)[:, None]
+
+
+class SynSegDecoder(nn.Module):
+    """CLIPSeg-style decoder (module layout of CLIPSeg's, so its rd64 weights map one to one).
+
+    Each extracted layer, deepest first, is reduced to `reduce_dim` and added to the stream; after the first
+    reduction the stream is FiLM-conditioned on the text; one post-norm transformer layer per extracted layer;
+    a transposed convolution turns the patch grid into a full-size logit map."""
+
+    def __init__(
+        self,
+        width: int,
+        text_dim: int,
+        n_layers: int,
+        patch_size: int,
+        reduce_dim: int = 64,
+        n_heads: int = 4,
+        ffn_dim: int = 256,
+        prior: bool = False,
+        complex_upsample: bool = False,
+    ) -> None:
+        super().__init__()
+        self.film = FiLM(text_dim, reduce_dim)
+        self.reduces = nn.ModuleList(nn.Linear(width, reduce_dim) for _ in range(n_layers))
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                reduce_dim,
+                n_heads,
+                dim_feedforward=ffn_dim,
+                dropout=0.0,
+                activation="relu",  # CLIPSeg's decoder layers use ReLU
+                batch_first=True,
+                norm_first=False,
+            )
+            for _ in range(n_layers)
+        )
+        self.prior = nn.Linear(1, reduce_dim) if prior else None
+        if complex_upsample:  # CLIPSeg "refined": a conv, then two (patch / 4)x transposed convolutions
+            k = patch_size // 4
+            self.upsample = nn.Sequential(
+                nn.Conv2d(reduce_dim, reduce_dim, 3, padding=1),
+                nn.ReLU(),
+                nn.ConvTranspose2d(reduce_dim, reduce_dim // 2, k, stride=k),
+                nn.ReLU(),
+                nn.ConvTranspose2d(reduce_dim // 2, 1, k, stride=k),
+            )
+        else:
+            self.upsample = nn.ConvTranspose2d(reduce_dim, 1, patch_size, stride=patch_size)
+        self.reduce_dim = reduce_dim
+
+    def forward(
+        self,
+        layers: Sequence[torch.Tensor],
+        text: torch.Tensor,
+        grid: tuple[int, int],
+        prior: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """layers: (P, 1 + N, W) each, shallow to deep; text (P, Dt); prior (P, N) CLIP similarity or None.
+        Returns logits (P, 1, H, W) and conditional features (P, N, reduce_dim)."""
+        a = None
+        for i, (act, reduce, layer) in enumerate(
+            zip(reversed(layers), self.reduces, self.layers, strict=True)
+        ):
+            a = reduce(act) if a is None else a + reduce(act)
+            if i == 0:
+                a = self.film(a, text)
+                if self.prior is not None and prior is not None:
+                    a = torch.cat([a[:, :1], a[:, 1:] + self.prior(prior[..., None])], dim=1)
+            a = layer(a)
+        feats = a[:, 1:]  # (P, N, R) without the class token
+        p, n, r = feats.shape
+        return self.upsample(feats.transpose(1, 2).reshape(p, r, *grid)), feats
+
+
+class Projector(nn.Module):
+    """Conditional features (P, N, R) on the patch grid -> synergy features (P, N, D) in the joint space."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.GELU(), nn.Conv2d(in_dim, out_dim, 1)
+        )
+
+    def forward(self, feats: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        p, n, r = feats.shape
+        x = self.net(feats.transpose(1, 2).reshape(p, r, *grid))  # (P, D, h, w)
+        return x.flatten(2).transpose(1, 2)
+
+
+class SynSegHead(nn.Module):
+    """Everything trainable in SynSeg: decoder (with FiLM) and projector."""
+
+    def __init__(
+        self,
+        width: int,
+        embed_dim: int,
+        n_layers: int,
+        patch_size: int,
+        reduce_dim: int = 64,
+        n_heads: int = 4,
+        ffn_dim: int = 256,
+        prior: bool = False,
+        complex_upsample: bool = False,
+    ) -> None:
+        super().__init__()
+        self.decoder = SynSegDecoder(
+            width, embed_dim, n_layers, patch_size, reduce_dim, n_heads, ffn_dim, prior, complex_upsample
+        )
+        self.projector = Projector(reduce_dim, embed_dim)
+
+    def forward(
+        self,
+        layers: Sequence[torch.Tensor],
+        text: torch.Tensor,
+        grid: tuple[int, int],
+        prior: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns logits (P, 1, H, W) and projected conditional features (P, N, D)."""
+        logits, feats = self.decoder(layers, text, grid, prior)
+        return logits, self.projector(feats, grid)
+
+
+@register_model
+def synseg_head(
+    width: int = 192,
+    embed_dim: int = 128,
+    n_layers: int = 3,
+    patch_size: int = 8,
+    reduce_dim: int = 64,
+    n_heads: int = 4,
+    ffn_dim: int = 256,
+    prior: bool = False,
+    complex_upsample: bool = False,
+) -> SynSegHead:
+    """SynSeg's trainable head; defaults fit the stand-in CLIP. CLIPSeg rd64 on ViT-B/16: width 768,
+    embed 512, patch 16, ffn 2048, complex_upsample."""
+    return SynSegHead(
+        width, embed_dim, n_layers, patch_size, reduce_dim, n_heads, ffn_dim, prior, complex_upsample
+    )

@@ -1,0 +1,281 @@
+"""SegmentationEvaluator, slide_inference and SegmentationEvalCallback on tiny hand-made inputs (CPU, no
+wandb run)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from synseg.evaluation import callbacks as cb_mod
+from synseg.evaluation.callbacks import SegmentationEvalCallback, iou_table_rows, mask_overlays
+from synseg.evaluation.evaluator import SegmentationEvaluator
+from synseg.evaluation.inference import resize_short_side, slide_inference
+
+
+def one_hot_scores(labels: torch.Tensor, c: int) -> torch.Tensor:
+    """(B, H, W) label ids -> (B, C, H, W) scores whose argmax is the label."""
+    return F.one_hot(labels, c).permute(0, 3, 1, 2).float()
+
+
+def numpy_miou(pred: np.ndarray, target: np.ndarray, c: int) -> tuple[np.ndarray, float]:
+    keep = target != 255
+    cm = np.bincount(target[keep] * c + pred[keep], minlength=c * c).reshape(c, c).astype(float)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    return iou, float(np.nanmean(iou))
+
+
+# ---- mIoU ---------------------------------------------------------------------------------------------
+def test_miou_matches_numpy_confusion_matrix() -> None:
+    g = torch.Generator().manual_seed(0)
+    c = 6
+    target = torch.randint(0, 4, (3, 20, 24), generator=g)  # classes 4, 5 never in the truth
+    target[torch.rand(target.shape, generator=g) < 0.1] = 255
+    pred = torch.randint(0, 4, target.shape, generator=g)
+    pred[torch.rand(target.shape, generator=g) < 0.05] = 5  # class 5 only in the prediction; class 4 nowhere
+    ev = SegmentationEvaluator([f"c{i}" for i in range(c)], has_background=False)
+    ev.update(one_hot_scores(pred, c), target)
+    res = ev.compute()
+    iou, miou = numpy_miou(pred.numpy(), target.numpy(), c)
+    assert res["mIoU"] == pytest.approx(miou, abs=1e-9)
+    assert math.isnan(res["per_class_iou"]["c4"]) and res["per_class_iou"]["c5"] == 0.0
+    assert [res["per_class_iou"][f"c{i}"] for i in range(4)] == pytest.approx(iou[:4].tolist())
+    assert res["n_images"] == 3
+    # torchmetrics 1.9's own macro also drops classes with union 0 (documented in metrics.py)
+    tm = MulticlassJaccardIndex(c, average="macro", ignore_index=255)
+    assert float(tm(pred, target)) == pytest.approx(miou, abs=1e-6)
+
+
+def test_accumulation_equals_one_update() -> None:
+    g = torch.Generator().manual_seed(1)
+    scores = torch.rand(6, 3, 10, 12, generator=g)
+    target = torch.randint(0, 4, (6, 10, 12), generator=g)
+    target[:2][target[:2] == 3] = 1  # batches with different class mixes: per-batch averaging would differ
+    target[torch.rand(target.shape, generator=g) < 0.1] = 255
+    names = ["background", "a", "b", "c"]
+    one, many = (SegmentationEvaluator(names, True, 0.6, thresholds=[0.4, 0.6]) for _ in range(2))
+    one.update(scores, target)
+    for s in (slice(0, 2), slice(2, 3), slice(3, 6)):
+        many.update(scores[s], target[s])
+    a, b = one.compute(), many.compute()
+    for key in ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "n_images"):
+        assert a[key] == pytest.approx(b[key], abs=1e-12), key
+    assert a["mIoU_at"] == pytest.approx(b["mIoU_at"])
+    many.reset()
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' warning, harmless here
+        assert many.compute()["n_images"] == 0
+
+
+# ---- background threshold -----------------------------------------------------------------------------
+def test_threshold_channel_and_grid() -> None:
+    names = ["background", "a", "b"]
+    ev = SegmentationEvaluator(names, True, threshold=0.5)
+    scores = torch.tensor([[0.3, 0.6, 0.5, 0.9], [0.2, 0.9, 0.1, 0.7]]).reshape(1, 2, 1, 4)
+    # below -> background; above -> argmax class; equal to the threshold -> background (label 0 wins ties)
+    assert ev.predict(scores).tolist() == [[[0, 2, 0, 1]]]
+
+    g = torch.Generator().manual_seed(2)
+    scores = torch.rand(4, 2, 8, 8, generator=g)
+    target = torch.randint(0, 3, (4, 8, 8), generator=g)
+    grid = SegmentationEvaluator(names, True, threshold=0.5, thresholds=[0.3, 0.5, 0.7])
+    single = SegmentationEvaluator(names, True, threshold=0.7)
+    grid.update(scores, target)
+    single.update(scores, target)
+    res = grid.compute()
+    assert set(res["mIoU_at"]) == {0.3, 0.5, 0.7}
+    assert res["mIoU_at"][0.5] == pytest.approx(res["mIoU"])
+    assert res["mIoU_at"][0.7] == pytest.approx(single.compute()["mIoU"])
+
+
+def test_best_threshold_on_constructed_example() -> None:
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    target[:, :2] = 1  # top half class "a", bottom half background
+    scores = torch.full((2, 1, 4, 4), 0.4)
+    scores[:, :, :2] = 0.7  # perfect for any threshold in [0.4, 0.7)
+    ev = SegmentationEvaluator(["background", "a"], True, threshold=0.2, thresholds=[0.2, 0.5, 0.8])
+    ev.update(scores, target)
+    res = ev.compute()
+    assert res["mIoU_at"][0.5] == 1.0 and res["mIoU_at"][0.2] < 1.0 and res["mIoU_at"][0.8] < 1.0
+    assert ev.best_threshold() == 0.5
+    assert SegmentationEvaluator(["a", "b"], False, thresholds=[0.1, 0.2]).best_threshold() == 0.5
+
+
+# ---- threshold-free and collapse diagnostics ------------------------------------------------------------
+def diag_example() -> tuple[torch.Tensor, torch.Tensor]:
+    target = torch.tensor([[[0, 1], [2, 255]], [[3, 3], [0, 0]]])
+    scores = torch.tensor(
+        [
+            [
+                [[0.2, 0.9], [0.1, 0.5]],
+                [[0.4, 0.3], [0.6, 0.7]],
+                [[0.1, 0.2], [0.8, 0.85]],
+            ],  # image 1: a, b, c
+            [[[0.95, 0.0], [0.0, 0.0]], [[0.1, 0.1], [0.1, 0.1]], [[0.9, 0.8], [0.3, 0.1]]],  # image 2
+        ]
+    )
+    return scores, target
+
+
+def test_diagnostics_hand_made() -> None:
+    scores, target = diag_example()
+    ev = SegmentationEvaluator(["background", "a", "b", "c"], True)
+    ev.update(scores, target)
+    res = ev.compute()
+    # a@(0,1) right, b@(1,0) -> c, c@(0,0) -> a, c@(0,1) right
+    assert res["fg_pixel_acc"] == pytest.approx(2 / 4)
+    assert res["image_top1"] == pytest.approx(1 / 2)  # image 1: a (present); image 2: a (absent)
+    assert res["act_in"] == pytest.approx((0.9 + 0.6 + 0.9 + 0.8) / 4)
+    assert res["act_bg"] == pytest.approx((0.2 + 0.4 + 0.3 + 0.1) / 4)  # {a, b} on 1 bg px; {c} on 2 bg px
+    assert res["act_absent"] == pytest.approx((0.1 + 0.2 + 0.8 + 0.95 + 0.4) / 11)  # c on 3 px; a, b on 4 px
+    assert res["inverted"] is False and res["n_images"] == 2 and res["threshold"] == 0.5
+
+    ev.reset()
+    present = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.1, 0.9]])  # image-level scores override max-over-pixels
+    ev.update(scores, target, present_scores=present)
+    assert ev.compute()["image_top1"] == 1.0
+
+    inverted = SegmentationEvaluator(["background", "a", "b", "c"], True)
+    inverted.update(1 - scores, target)
+    assert inverted.compute()["inverted"] is True
+
+    no_bg = SegmentationEvaluator(["a", "b", "c"], False)
+    no_bg.update(scores, torch.where((target == 0) | (target == 255), 255, target - 1))
+    res = no_bg.compute()
+    assert math.isnan(res["act_bg"]) and res["inverted"] is False
+    assert res["fg_pixel_acc"] == pytest.approx(2 / 4) and res["act_in"] == pytest.approx(0.8)
+
+
+# ---- sliding window -------------------------------------------------------------------------------------
+class CountingScore:
+    """A per-pixel score function (3 -> 2 channels) that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.stack([torch.sigmoid(x.sum(1)), x[:, 0] * x[:, 2]], 1)
+
+
+def test_slide_inference_single_window() -> None:
+    fn = CountingScore()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(slide_inference(fn, x, 32, 16), fn(x))
+    small = torch.randn(2, 3, 20, 27)
+    out = slide_inference(fn, small, 32, 16)
+    assert out.shape == (2, 2, 20, 27)
+    assert torch.equal(out, fn(F.pad(small, (0, 5, 0, 12)))[..., :20, :27])
+
+
+def test_slide_inference_stitches_like_whole_image() -> None:
+    fn = CountingScore()
+    x = torch.randn(2, 3, 50, 70)
+    out = slide_inference(fn, x, 32, 16)
+    assert fn.calls == 1 and out.shape == (2, 2, 50, 70)
+    torch.testing.assert_close(out, fn(x))
+    fn_pad = CountingScore()  # taller than the window but narrower: padded in width only
+    x = torch.randn(1, 3, 45, 20)
+    torch.testing.assert_close(slide_inference(fn_pad, x, 32, 24), fn_pad(x))
+    assert resize_short_side(torch.zeros(1, 3, 40, 60), 20).shape == (1, 3, 20, 30)
+
+
+# ---- the Lightning callback -----------------------------------------------------------------------------
+def toy_batchset(n: int = 6) -> list[dict[str, Any]]:
+    """16x16 images whose channels 0 / 1 mark classes a / b; masks at 32x32 (so scores are upsampled)."""
+    g = torch.Generator().manual_seed(3)
+    items = []
+    for i in range(n):
+        coarse = torch.randint(0, 3, (2, 2), generator=g)
+        label = coarse.repeat_interleave(8, 0).repeat_interleave(8, 1)  # (16, 16)
+        image = torch.full((3, 16, 16), -5.0)
+        image[0][label == 1] = 5.0
+        image[1][label == 2] = 5.0
+        mask = label.repeat_interleave(2, 0).repeat_interleave(2, 1)  # (32, 32)
+        mask[0, 0] = 255
+        items.append({"image": image, "mask": mask, "key": f"img{i}"})
+    return items
+
+
+class FakeData(L.LightningDataModule):
+    class_names = ["background", "a", "b"]
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(toy_batchset(), batch_size=4)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(toy_batchset(), batch_size=4)
+
+
+class FakeSegmenter(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(images[:, :2] * self.scale)  # (B, 2, h, w)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        return None
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        return None
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def log_image(self, **kwargs: Any) -> None:
+        self.calls.append(("image", kwargs))
+
+    def log_table(self, **kwargs: Any) -> None:
+        self.calls.append(("table", kwargs))
+
+
+def test_callback_validate_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = RecordingLogger()
+    monkeypatch.setattr(cb_mod, "wandb_logger", lambda trainer: rec)
+    callback = SegmentationEvalCallback("toy", threshold=0.5, select_threshold_on_val=True, n_images=5)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    model, data = FakeSegmenter(), FakeData()
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    for key in ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold"):
+        assert f"val/toy/{key}" in val
+    assert val["val/toy/mIoU"] == 1.0 and val["val/toy/fg_pixel_acc"] == 1.0
+    # Bilinear upsampling (16 -> 32) leaks up to 0.25 + 0.1875 of a class score into neighbouring background
+    # pixels, so 0.45 is the first grid threshold that is perfect.
+    assert model.eval_results["val"]["best_threshold"] == 0.45
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert test["test/toy/threshold"] == pytest.approx(0.45) and test["test/toy/mIoU"] == 1.0
+    assert set(model.eval_results) == {"val", "test"}
+
+    images = [kw for kind, kw in rec.calls if kind == "image"]
+    assert len(images) == 1 and len(images[0]["images"]) == 5 and images[0]["key"] == "val/toy/examples"
+    assert images[0]["images"][0].shape == (32, 32, 3) and images[0]["caption"][0] == "img0"
+    table = next(kw for kind, kw in rec.calls if kind == "table")
+    assert table["key"] == "test/toy/per_class_iou" and table["data"][1] == ["a", 1.0]
+
+    wandb = pytest.importorskip("wandb")  # the payloads are valid wandb objects (no run needed)
+    masks = images[0]["masks"][0]
+    wandb.Image(images[0]["images"][0], masks=masks)
+    assert masks["ground_truth"]["class_labels"][255] == "ignore"
+    wandb.Table(columns=table["columns"], data=table["data"])
+    assert iou_table_rows({"x": float("nan")}) == [["x", None]]
+    assert set(mask_overlays(np.zeros((2, 2)), np.zeros((2, 2)), {})) == {"prediction", "ground_truth"}
