@@ -15,7 +15,7 @@ def _clip_inputs(model: torch.nn.Module) -> tuple:
 
 
 def _head_inputs(model: torch.nn.Module) -> tuple:
-    layers = [torch.randn(3, 65, 192) for _ in range(3)]  # 3 pairs, 8x8 grid + class token, stand-in width
+    layers = [torch.randn(3, 65, 96) for _ in range(3)]  # 3 pairs, 8x8 grid + class token, stand-in width
     return layers, torch.randn(3, 128), (8, 8), torch.randn(3, 64)
 
 

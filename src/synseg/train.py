@@ -40,6 +40,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise SystemExit(
             f"model.arch: unknown model {cfg.model.get('arch')!r}; registered: {', '.join(list_models())}"
         )
+    os.environ.setdefault("WANDB_MODE", "offline")  # wandb on, offline, unless the user chose a mode
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -61,6 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
     elif cfg.get("test", True) and hasattr(model, "segment"):
         trainer.validate(model, datamodule=datamodule)  # training-free: val still selects the threshold
+        metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test", True):
         trainer.test(model, datamodule=datamodule)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})

@@ -147,7 +147,7 @@ class SynSegHead(nn.Module):
 
 @register_model
 def synseg_head(
-    width: int = 192,
+    width: int = 96,
     embed_dim: int = 128,
     n_layers: int = 3,
     patch_size: int = 8,
