@@ -28,7 +28,6 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
     ],
     "switches": [
         ("paper literal, random init", "synseg", WEAK_LITERAL, [0]),
-        ("+ soft clamp", "synseg", [*WEAK_LITERAL, "model.loss.clamp_mode=soft"], [0]),
         ("+ V frozen", "synseg", [*WEAK_LITERAL, "model.fss_source=frozen"], [0]),
         (
             "+ V frozen + absent negatives",
@@ -48,8 +47,6 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
             [0],
         ),
         ("synseg_weak (+ prompt InfoNCE)", "synseg_weak", [], [0]),
-        ("synseg_weak + CLIP prior", "synseg_weak", ["model.head.prior=true"], [0]),
-        ("synseg_weak + align warm-up 100", "synseg_weak", ["model.align_warmup_steps=100"], [0]),
         ("synseg_weak, MCCL weights 0", "synseg_weak", ["model.loss.weights=[0,0,0,0]"], [0]),
         ("synseg_weak, V conditioned (paper)", "synseg_weak", ["model.fss_source=conditioned"], [0]),
     ],

@@ -6,6 +6,7 @@ pair; outputs are one logit map per pair and the pair's "conditional visual feat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,25 +114,15 @@ class Projector(nn.Module):
 
 
 class SynSegHead(nn.Module):
-    """Everything trainable in SynSeg: decoder (with FiLM) and projector."""
+    """Everything trainable in SynSeg: decoder (with FiLM) and projector. `decoder_kwargs` go to
+    `SynSegDecoder` (reduce_dim, n_heads, ffn_dim, prior, complex_upsample)."""
 
     def __init__(
-        self,
-        width: int,
-        embed_dim: int,
-        n_layers: int,
-        patch_size: int,
-        reduce_dim: int = 64,
-        n_heads: int = 4,
-        ffn_dim: int = 256,
-        prior: bool = False,
-        complex_upsample: bool = False,
+        self, width: int, embed_dim: int, n_layers: int, patch_size: int, **decoder_kwargs: Any
     ) -> None:
         super().__init__()
-        self.decoder = SynSegDecoder(
-            width, embed_dim, n_layers, patch_size, reduce_dim, n_heads, ffn_dim, prior, complex_upsample
-        )
-        self.projector = Projector(reduce_dim, embed_dim)
+        self.decoder = SynSegDecoder(width, embed_dim, n_layers, patch_size, **decoder_kwargs)
+        self.projector = Projector(self.decoder.reduce_dim, embed_dim)
 
     def forward(
         self,
@@ -147,18 +138,8 @@ class SynSegHead(nn.Module):
 
 @register_model
 def synseg_head(
-    width: int = 96,
-    embed_dim: int = 128,
-    n_layers: int = 3,
-    patch_size: int = 8,
-    reduce_dim: int = 64,
-    n_heads: int = 4,
-    ffn_dim: int = 256,
-    prior: bool = False,
-    complex_upsample: bool = False,
+    width: int = 96, embed_dim: int = 128, n_layers: int = 3, patch_size: int = 8, **decoder_kwargs: Any
 ) -> SynSegHead:
     """SynSeg's trainable head; defaults fit the stand-in CLIP. CLIPSeg rd64 on ViT-B/16: width 768,
-    embed 512, patch 16, ffn 2048, complex_upsample."""
-    return SynSegHead(
-        width, embed_dim, n_layers, patch_size, reduce_dim, n_heads, ffn_dim, prior, complex_upsample
-    )
+    embed 512, patch 16, ffn_dim 2048, complex_upsample=True."""
+    return SynSegHead(width, embed_dim, n_layers, patch_size, **decoder_kwargs)
