@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP) ## Create .venv from requirements.txt plus the editable package (when missing or outdated)
 
 train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name ARGS='trainer=gpu ...'
-	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | grep -v '^_' | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@test -f configs/data/$(DATA).yaml || { echo "DATA=$(DATA): unknown data config; expected one of: $$(ls configs/data | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(ARGS)

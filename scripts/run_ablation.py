@@ -4,6 +4,7 @@ a markdown + json table. Resumable: a run whose metrics.json exists is not run a
     python scripts/run_ablation.py seeds      # synseg and synseg_weak over seeds 0 1 2, maskclip
     python scripts/run_ablation.py switches   # weak-only recipes from the paper's literal setting upwards
     python scripts/run_ablation.py loss       # each MCCL term off, for both recipes
+    python scripts/run_ablation.py literal    # the paper's literal loss from a random decoder, seeds 0 1 2
 
 Every run uses the same data, stand-in CLIP, step budget (train.yaml) and evaluation."""
 
@@ -26,6 +27,7 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
         ("synseg", "synseg", [], [0, 1, 2]),
         ("synseg_weak", "synseg_weak", [], [0, 1, 2]),
     ],
+    "literal": [("paper literal, random init", "synseg", WEAK_LITERAL, [0, 1, 2])],
     "switches": [
         ("paper literal, random init", "synseg", WEAK_LITERAL, [0]),
         ("+ V frozen", "synseg", [*WEAK_LITERAL, "model.fss_source=frozen"], [0]),
