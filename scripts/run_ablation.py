@@ -25,7 +25,8 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
     "seeds": [
         ("maskclip", "maskclip", [], [0]),
         ("synseg", "synseg", [], [0, 1, 2]),
-        ("synseg_weak", "synseg_weak", [], [0, 1, 2]),
+        ("synseg_weak (paper loss, random init)", "synseg_weak", [], [0, 1, 2]),
+        ("synseg_weak_extras", "synseg_weak_extras", [], [0, 1, 2]),
     ],
     "literal": [("paper literal, random init", "synseg", WEAK_LITERAL, [0, 1, 2])],
     "switches": [
@@ -48,15 +49,15 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
             ],
             [0],
         ),
-        ("synseg_weak (+ prompt InfoNCE)", "synseg_weak", [], [0]),
-        ("synseg_weak, MCCL weights 0", "synseg_weak", ["model.loss.weights=[0,0,0,0]"], [0]),
-        ("synseg_weak, V conditioned (paper)", "synseg_weak", ["model.fss_source=conditioned"], [0]),
+        ("+ prompt InfoNCE (= synseg_weak_extras)", "synseg_weak_extras", [], [0]),
+        ("synseg_weak_extras, MCCL weights 0", "synseg_weak_extras", ["model.loss.weights=[0,0,0,0]"], [0]),
+        ("synseg_weak_extras, V conditioned", "synseg_weak_extras", ["model.fss_source=conditioned"], [0]),
     ],
     "loss": [
         (f"{recipe} {label}", recipe, [f"model.loss.weights={w}"] if w else [], [0])
         for recipe in ("synseg", "synseg_weak")
         for label, w in (
-            ("all terms", "[1,1,1,1]"),
+            ("all terms", None),  # = the base run of the recipe (seed 0), reused
             ("w/o align", "[0,1,1,1]"),
             ("w/o cont", "[1,0,1,1]"),
             ("w/o back", "[1,1,0,1]"),
@@ -64,6 +65,8 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
         )
     ],
 }
+# The weak recipe's rows of "loss" alone, so that two processes can share that plan's runs.
+PLANS["loss_weak"] = [row for row in PLANS["loss"] if row[1] == "synseg_weak"]
 KEYS = ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold")
 
 
