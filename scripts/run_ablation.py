@@ -25,7 +25,7 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
     "seeds": [
         ("maskclip", "maskclip", [], [0]),
         ("synseg", "synseg", [], [0, 1, 2]),
-        ("synseg_weak (paper loss, random init)", "synseg_weak", [], [0, 1, 2]),
+        ("synseg_weak", "synseg_weak", [], [0, 1, 2]),
         ("synseg_weak_extras", "synseg_weak_extras", [], [0, 1, 2]),
     ],
     "literal": [("paper literal, random init", "synseg", WEAK_LITERAL, [0, 1, 2])],
@@ -51,7 +51,7 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
         ),
         ("+ prompt InfoNCE (= synseg_weak_extras)", "synseg_weak_extras", [], [0]),
         ("synseg_weak_extras, MCCL weights 0", "synseg_weak_extras", ["model.loss.weights=[0,0,0,0]"], [0]),
-        ("synseg_weak_extras, V conditioned", "synseg_weak_extras", ["model.fss_source=conditioned"], [0]),
+        ("synseg_weak_extras with V conditioned (= synseg_weak)", "synseg_weak", [], [0]),
     ],
     "loss": [
         (f"{recipe} {label}", recipe, [f"model.loss.weights={w}"] if w else [], [0])
