@@ -73,12 +73,11 @@ class CaptionStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
-        seed: int = 0,
     ) -> None:
         self.source, self.batch_size, self.num_batches = source, batch_size, num_batches
         self.tagger, self.tokenizer, self.transform = tagger, tokenizer, transform
         self.k, self.rank, self.world_size = max_categories, rank, world_size
-        self.start_step, self.seed = start_step, seed
+        self.start_step = start_step
 
     def __len__(self) -> int:
         return self.num_batches

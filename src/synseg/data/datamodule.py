@@ -141,7 +141,6 @@ class CaptionDataModule(L.LightningDataModule):
             self.rank,
             self.world_size,
             self.start_step,
-            hp.seed,
         )
 
     def train_dataloader(self) -> DataLoader:
