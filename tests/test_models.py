@@ -19,10 +19,16 @@ def _head_inputs(model: torch.nn.Module) -> tuple:
     return layers, torch.randn(3, 128), (8, 8), torch.randn(3, 64)
 
 
+def _mixreorg_inputs(model: torch.nn.Module) -> tuple:
+    layers = [torch.randn(2, 65, 96) for _ in range(3)]  # 2 images, 8x8 grid + class token
+    return layers, [torch.randn(2, 64, 96) for _ in range(3)]  # source-image globals (progressive mixing)
+
+
 # Every registered model needs an entry here (the test below fails for a model without one).
 EXAMPLE_INPUTS: dict[str, tuple[dict, Callable[[torch.nn.Module], tuple]]] = {
     "toyclip": ({}, _clip_inputs),
     "synseg_head": ({"prior": True}, _head_inputs),
+    "mixreorg_head": ({}, _mixreorg_inputs),
 }
 
 

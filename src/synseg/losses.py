@@ -1,4 +1,5 @@
-"""Losses: SynSeg's Multi-Category Contrastive Learning (`mccl_loss`).
+"""Losses: SynSeg's Multi-Category Contrastive Learning (`mccl_loss`) and CLIP's symmetric InfoNCE
+(`clip_contrastive_loss`, used by the MixReorg baseline).
 
 Shapes: B images, K category slots per image (`valid` marks the real ones), D feature dim."""
 
@@ -88,3 +89,32 @@ def mccl_loss(
     }
     out["total"] = sum(w * out[t] for w, t in zip(weights, MCCL_TERMS, strict=True))
     return out
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows concatenated in rank order, with gradients flowing back to every rank (open_clip's
+    `gather_with_grad`); the tensor itself outside DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    import torch.distributed.nn
+
+    return torch.cat(torch.distributed.nn.all_gather(x), dim=0)
+
+
+def clip_contrastive_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float
+) -> torch.Tensor:
+    """Symmetric InfoNCE with open_clip's distributed semantics (`ClipLoss(local_loss=True,
+    gather_with_grad=True)`): this rank's B rows against the gathered global batch, labels offset by
+    rank * B. Features are expected L2-normalised (as open_clip's models return them)."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    all_image, all_text = gather_with_grad(image_features), gather_with_grad(text_features)
+    logits_per_image = logit_scale * image_features @ all_text.T  # (B, world * B)
+    logits_per_text = logit_scale * text_features @ all_image.T
+    b = image_features.shape[0]
+    labels = torch.arange(b, device=image_features.device) + rank * b
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2

@@ -117,8 +117,15 @@ class FrozenCLIP(nn.Module):
         return F.normalize(self.clip.encode_text(tokens), dim=-1)
 
     @torch.no_grad()
-    def encode_prompts(self, prompts: Sequence[str], normalize: bool = True) -> torch.Tensor:
-        """(N, D) text embeddings of prompts (normalised unless `normalize=False`), cached by prompt."""
+    def encode_prompts(
+        self, prompts: Sequence[str], normalize: bool = True, cache: bool = True
+    ) -> torch.Tensor:
+        """(N, D) text embeddings of prompts (normalised unless `normalize=False`), cached by prompt;
+        `cache=False` for free-form captions, which rarely repeat (a cache of them would only grow)."""
+        if not cache:
+            device = self.clip.text_projection.device if self.clip.text_projection is not None else "cpu"
+            out = self.clip.encode_text(self.tokenizer(list(prompts)).to(device))
+            return F.normalize(out, dim=-1) if normalize else out
         missing = sorted({p for p in prompts if p not in self._text_cache})
         self.cache_misses += len(missing)
         self.cache_hits += len(prompts) - len(missing)

@@ -39,4 +39,4 @@ def create_model(name: str, **kwargs: Any) -> Any:
 
 def _import_builders() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from synseg.models import synseg, toyclip  # noqa: F401
+    from synseg.models import mixreorg, synseg, toyclip  # noqa: F401
