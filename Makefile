@@ -12,11 +12,17 @@ DATA ?= toy
 SEED ?= 0
 RUN ?= $(MODEL)-$(DATA)-s$(SEED)
 ARGS ?=
+NAME ?= default
+MODELS ?= maskclip dense_init synseg synseg_weak mixreorg
+SEEDS ?= 0 1 2
+STEPS ?=
+OVERWRITE ?=
+COMPARE_FLAGS = --name "$(NAME)" --models "$(MODELS)" --seeds "$(SEEDS)" $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --args "$(ARGS)"
 STANDIN_CLIP := data/toyclip/toyclip-vit-p8.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
-.PHONY: help venv train toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+.PHONY: help venv train compare eval toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +43,11 @@ train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name ARGS='tra
 	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(ARGS)
 
+compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2"
+	@$(PY) -m synseg.compare $(COMPARE_FLAGS) --check-only
+	@$(MAKE) --no-print-directory toy-standins
+	$(PY) -m synseg.compare $(COMPARE_FLAGS)
+
 toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
 $(STANDIN_CLIP): | $(STAMP)
 	$(PY) -m synseg.train experiment=toyclip
@@ -49,6 +60,22 @@ maskclip-ref: $(MASKCLIP_REF) ## Evaluate the training-free dense CLIP on the to
 $(MASKCLIP_REF): | $(STANDIN_CLIP)
 	$(PY) -m synseg.train model=maskclip run_name=maskclip-toy-s0
 	cp logs/train/maskclip-toy-s0/metrics.json $@
+
+# make eval: MODEL / RUN count only when given (command line or environment), not train's defaults.
+CKPT ?=
+DATASETS ?= toy
+DATA_ROOT ?=
+SAVE_PRED ?=
+EVAL_MODEL = $(if $(filter command line environment,$(origin MODEL)),$(MODEL))
+EVAL_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN))
+eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.ckpt | MODEL=maskclip [DATASETS="toy voc21" DATA_ROOT= RUN= SAVE_PRED=dir]
+	@if [ -z "$(CKPT)" ] && [ -z "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=logs/train/<run>/checkpoints/last.ckpt (a trained run) or MODEL=maskclip (training-free)" >&2; exit 2; fi
+	@if [ -n "$(CKPT)" ] && [ -n "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=… or MODEL=…, not both" >&2; exit 2; fi
+	@if [ -n "$(EVAL_MODEL)" ] && [ ! -f configs/model/$(EVAL_MODEL).yaml ]; then echo "MODEL=$(EVAL_MODEL): unknown model; registered: $$(ls configs/model | grep -v '^_' | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; fi
+	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi
+	@if [ -n "$(EVAL_MODEL)" ] || echo " $(DATASETS) " | grep -q " toy "; then $(MAKE) --no-print-directory toyclip; fi
+	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test; fi
+	$(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),model=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
 
 toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 

@@ -19,6 +19,7 @@ from synseg.models.registry import create_model
 
 log = logging.getLogger(__name__)
 BACKBONE_PREFIX = "backbone."
+META_KEY = "synseg_meta"  # checkpoint entry written by `checkpoint_meta`
 
 
 class FrozenBackboneSegmenter(L.LightningModule):
@@ -136,6 +137,18 @@ class FrozenBackboneSegmenter(L.LightningModule):
         sd = checkpoint["state_dict"]
         for k in [k for k in sd if k.startswith(BACKBONE_PREFIX)]:
             del sd[k]
+        checkpoint[META_KEY] = self.checkpoint_meta()
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What evaluation tools need to rebuild and run this model from a checkpoint alone: the module
+        class, the training image size and the background threshold selected on val (None if never)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        transform = getattr(dm, "transform", None)
+        return {
+            "module": f"{type(self).__module__}.{type(self).__qualname__}",
+            "image_size": getattr(transform, "size", None),
+            "threshold": self.eval_results.get("val", {}).get("best_threshold"),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sd = checkpoint["state_dict"]

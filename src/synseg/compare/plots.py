@@ -1,0 +1,133 @@
+"""Figures of a compare report: `compare.png` (mIoU bars with std error bars coloured by supervision, the
+reference levels, a per-class IoU heat map) and `gallery.png` (the same test images: ground truth beside each
+method's prediction, from each method's first successful run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SUPERVISION_COLOURS = {"none": "#9e9e9e", "dense-pretrained": "#ef6c00", "captions": "#1565c0"}
+
+
+def plot_compare(results: dict[str, Any], path: Path) -> None:
+    methods = results["methods"]
+    names = list(methods)
+    classes = sorted({c for m in methods.values() for c in m["per_class"]})
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(6 + 0.6 * len(classes), 4.2), width_ratios=[1, 1.6])
+    means = [methods[n]["mIoU_mean"] for n in names]
+    stds = [methods[n]["mIoU_std"] for n in names]
+    colours = [SUPERVISION_COLOURS[methods[n]["supervision"]] for n in names]
+    ax.bar(names, np.nan_to_num(means), yerr=np.nan_to_num(stds), color=colours, capsize=4)
+    for i, name in enumerate(names):
+        ax.scatter(
+            [i] * len(methods[name]["mIoU_per_seed"]), methods[name]["mIoU_per_seed"], s=10, c="k", zorder=3
+        )
+    for (ref, v), style in zip(results["references"].items(), ("--", ":", "-.", (0, (1, 3))), strict=False):
+        ax.axhline(v, color="k", lw=0.8, ls=style, label=f"{ref} {v:.2f}")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SUPERVISION_COLOURS.values()]
+    ax.legend(
+        handles + ax.get_legend_handles_labels()[0],
+        [*SUPERVISION_COLOURS, *ax.get_legend_handles_labels()[1]],
+        fontsize=6,
+    )
+    ax.set_ylabel(f"{results['dataset']} test mIoU (mean ± std over seeds)")
+    ax.tick_params(axis="x", rotation=30)
+    grid = np.array([[methods[n]["per_class"].get(c, np.nan) for c in classes] for n in names], dtype=float)
+    im = hx.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    hx.set_xticks(range(len(classes)), classes, rotation=60, fontsize=7)
+    hx.set_yticks(range(len(names)), names, fontsize=8)
+    for (i, j), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            hx.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.5 else "k")
+    fig.colorbar(im, ax=hx, fraction=0.03, label="IoU")
+    hx.set_title("per-class IoU (mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def palette(n: int) -> np.ndarray:
+    """(n + 1, 3) uint8 colours: label 0 black-ish (background), the rest distinct; the last entry for 255."""
+    cmap = plt.get_cmap("tab20", max(n, 2))
+    colours = (np.array([cmap(i)[:3] for i in range(n)]) * 255).astype(np.uint8)
+    colours[0] = (30, 30, 30)
+    return np.concatenate([colours, [[255, 255, 255]]])
+
+
+def load_run_model(run_dir: Path) -> tuple[Any, dict]:
+    """The model of a finished run: built from its resolved config, head weights from last.ckpt if any."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    model = hydra.utils.instantiate(cfg.model)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("backbone.") for k in missing):
+            raise ValueError(
+                f"{ckpt}: does not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+    return model.eval(), cfg
+
+
+def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None:
+    from synseg.data.segfolder import SegFolderDataset
+    from synseg.data.transforms import normalize_for
+    from synseg.models.clip_configs import preprocess_cfg
+
+    runs = {n: Path(m["run_dirs"][0]) for n, m in results["methods"].items() if m["run_dirs"]}
+    if not runs:
+        return
+    preds, data = {}, None
+    for name, run_dir in runs.items():
+        model, cfg = load_run_model(run_dir)
+        if data is None:
+            test_root = cfg.data.get("test_root") or str(Path(cfg.data.toy.root) / "test")
+            pre = preprocess_cfg(cfg.data.backbone, None)
+            if cfg.data.get("image_size"):
+                pre["size"] = (cfg.data.image_size, cfg.data.image_size)
+            transform = normalize_for(pre)
+            ds = SegFolderDataset(test_root, transform)
+            data = [ds[i] for i in range(min(n_images, len(ds)))]
+            classes = ds.classes
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        threshold = metrics.get(f"test/{results['dataset']}/threshold", 0.5)
+        model.set_classes(classes[1:] if classes[0] == "background" else classes)
+        scores = model.segment(torch.stack([d["image"] for d in data]))
+        best, idx = scores.max(1)
+        preds[name] = torch.where(best > threshold, idx + 1, 0) if classes[0] == "background" else idx
+    colours = palette(len(classes))
+
+    def show(ax: Any, labels: np.ndarray) -> None:
+        ax.imshow(colours[np.where(labels == 255, len(classes), labels)])
+
+    cols = ["image", "ground truth", *preds]
+    fig, axes = plt.subplots(len(data), len(cols), figsize=(1.6 * len(cols), 1.6 * len(data)), squeeze=False)
+    for i, d in enumerate(data):
+        image = d["image"]
+        axes[i, 0].imshow(
+            ((image - image.min()) / (image.max() - image.min() + 1e-8)).permute(1, 2, 0).numpy()
+        )
+        show(axes[i, 1], d["mask"].numpy())
+        for j, name in enumerate(preds, start=2):
+            show(axes[i, j], preds[name][i].numpy())
+    for j, title in enumerate(cols):
+        axes[0, j].set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k] / 255) for k in range(len(classes))]
+    fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 6), fontsize=6)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

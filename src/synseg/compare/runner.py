@@ -1,0 +1,153 @@
+"""`make compare` / `python -m synseg.compare`: every method on the same data, backbone, step budget and
+seeds, one run after the other (a `python -m synseg.train` process each, never a Hydra multirun), then
+a report.
+
+    python -m synseg.compare --name NAME [--models "maskclip synseg ..."] [--seeds "0 1 2"] [--steps N]
+                             [--args "hydra overrides for every run"] [--overwrite]
+
+Runs go to <log-dir>/compare/NAME/<method>-s<seed>/ (with <method>-s<seed>.log beside), the report to
+<out>/NAME/. A failed run is reported as failed with its log path; the others still run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from synseg.compare.methods import DEFAULT_METHODS, METHODS
+
+
+class CompareError(ValueError):
+    """Bad compare arguments: printed as one line, exit status 2."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0 1 2' or '0,1,2' -> [0, 1, 2]; anything else is a CompareError naming SEEDS."""
+    parts = text.replace(",", " ").split()
+    if not parts:
+        raise CompareError("SEEDS='': expected one or more integers, e.g. SEEDS=\"0 1 2\"")
+    bad = [p for p in parts if not p.lstrip("-").isdigit()]
+    if bad:
+        raise CompareError(f'SEEDS={text!r}: {bad} are not integers; expected e.g. SEEDS="0 1 2"')
+    seeds = [int(p) for p in parts]
+    if len(set(seeds)) != len(seeds):
+        raise CompareError(f"SEEDS={text!r}: repeated seeds; expected each seed once")
+    return seeds
+
+
+def parse_models(text: str) -> list[str]:
+    """'maskclip synseg' -> names; an unknown name is a CompareError listing the known ones."""
+    names = text.replace(",", " ").split()
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise CompareError(
+            f"MODELS={text!r}: unknown {unknown or '(empty)'}; expected any of {' '.join(METHODS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def run_one(method: str, seed: int, run_dir: Path, steps: int | None, group: str, extra: list[str]) -> dict:
+    """One training (or evaluation-only) run in its own process; returns its row (status, metrics, time)."""
+    m = METHODS[method]
+    cmd = [
+        sys.executable, "-m", "synseg.train",
+        f"model={m.model}", f"seed={seed}", f"run_name={method}-s{seed}", f"hydra.run.dir={run_dir}",
+        f"+wandb_group={group}", *m.overrides, *([f"total_steps={steps}"] if steps else []), *extra,
+    ]  # fmt: skip
+    log_path = run_dir.with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        log.write("$ " + shlex.join(cmd) + "\n")
+        log.flush()
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - start
+    row: dict[str, Any] = {"method": method, "seed": seed, "seconds": seconds, "log": str(log_path)}
+    metrics_path = run_dir / "metrics.json"
+    if code != 0 or not metrics_path.is_file():
+        return {**row, "status": f"failed (exit {code})"}
+    metrics = json.loads(metrics_path.read_text())
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    n_eval = int(cfg.data.toy.get("n_val", 0)) + int(cfg.data.toy.get("n_test", 0))
+    images = int(metrics.get("global_step", 0)) * int(cfg.data.batch_size) + n_eval
+    return {
+        **row,
+        "status": "ok",
+        "run_dir": str(run_dir),
+        "metrics": metrics,
+        "images_per_s": images / seconds,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m synseg.compare", description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True, help="report name: <out>/NAME and <log-dir>/compare/NAME")
+    p.add_argument("--models", default=" ".join(DEFAULT_METHODS), help="methods, space separated")
+    p.add_argument("--seeds", default="0 1 2", help="integer seeds, space separated")
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimiser steps of every trained run (default: config)"
+    )
+    p.add_argument("--args", default="", help="Hydra overrides passed to every run (quoted)")
+    p.add_argument("--out", default="reports/compare", help="report root")
+    p.add_argument("--log-dir", default="logs", help="run root (runs go to <log-dir>/compare/NAME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report of the same name")
+    p.add_argument("--check-only", action="store_true", help="validate the arguments and exit")
+    p.add_argument("--no-gallery", action="store_true", help="skip gallery.png (it reloads every model)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        seeds, models = parse_seeds(args.seeds), parse_models(args.models)
+        if not args.name or "/" in args.name or args.name.startswith("."):
+            raise CompareError(f"NAME={args.name!r}: expected a plain folder name")
+        if args.steps is not None and args.steps < 1:
+            raise CompareError(f"STEPS={args.steps}: expected a positive number of steps")
+        out = Path(args.out) / args.name
+        if out.exists() and not args.overwrite:
+            raise CompareError(f"NAME={args.name}: {out} exists; choose another NAME or pass OVERWRITE=1")
+    except CompareError as err:
+        print(f"compare: {err}", file=sys.stderr)
+        return 2
+    if args.check_only:
+        return 0
+    from synseg.compare.report import write_report
+
+    run_root = Path(args.log_dir) / "compare" / args.name
+    for path in (out, run_root):
+        if path.exists():
+            shutil.rmtree(path)  # only reached with --overwrite (checked above for the report)
+    out.mkdir(parents=True)
+    extra = shlex.split(args.args)
+    plan = [(m, s) for m in models for s in seeds]
+    rows = []
+    bar = tqdm(plan, desc="compare", unit="run")
+    for method, seed in bar:
+        bar.set_postfix_str(f"{method} seed {seed}")
+        row = run_one(method, seed, run_root / f"{method}-s{seed}", args.steps, f"compare-{args.name}", extra)
+        miou = row.get("metrics", {}).get("test/toy/mIoU")
+        tqdm.write(
+            f"  {method:<12} seed {seed}: {row['status']:<16} "
+            + (f"test mIoU {miou:.3f}  " if miou is not None else "")
+            + f"{row['seconds']:.0f} s  log {row['log']}"
+        )
+        rows.append(row)
+    config = {"name": args.name, "models": models, "seeds": seeds, "steps": args.steps, "args": extra}
+    table = write_report(out, rows, config, gallery=not args.no_gallery)
+    print(table)
+    print(f"report: {out}/report.md")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

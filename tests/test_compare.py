@@ -1,0 +1,135 @@
+"""`make compare`: argument checks (one line, non-zero exit), the statistics against hand computations, a
+failed run reported with its log path, and a tiny end-to-end compare of every method writing every file."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from synseg.compare.methods import METHODS
+from synseg.compare.report import aggregate, markdown
+from synseg.compare.runner import CompareError, parse_models, parse_seeds
+from synseg.compare.stats import paired_delta, t975
+from tests.conftest import ROOT
+from tests.test_train_run import TINY
+
+
+def test_arguments_are_checked() -> None:
+    assert parse_seeds("0 1,2") == [0, 1, 2]
+    for bad in ("0 x", "", "1 1", "0.5"):
+        with pytest.raises(CompareError, match="SEEDS"):
+            parse_seeds(bad)
+    assert parse_models("synseg maskclip synseg") == ["synseg", "maskclip"]
+    with pytest.raises(CompareError, match="unknown \\['nope'\\]"):
+        parse_models("maskclip nope")
+
+
+@pytest.mark.parametrize("args", [["SEEDS=0 one"], ["MODELS=maskclip nope"]])
+def test_make_compare_refuses_bad_input_with_one_line(args: list[str]) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "compare", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    first = done.stderr.strip().splitlines()[0]
+    assert first.startswith("compare: ") and ("SEEDS" in first or "MODELS" in first)
+
+
+def test_existing_report_is_refused_without_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "synseg.compare",
+        "--name",
+        "x",
+        "--out",
+        str(tmp_path / "reports"),
+        "--check-only",
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "OVERWRITE=1" in done.stderr
+    assert subprocess.run([*cmd, "--overwrite"], cwd=ROOT).returncode == 0
+    assert (tmp_path / "reports" / "x").is_dir()  # --check-only never deletes
+
+
+def test_paired_delta_by_hand() -> None:
+    a, b = {0: 0.30, 1: 0.25, 2: 0.35, 3: 0.9}, {0: 0.10, 1: 0.15, 2: 0.12}
+    d = paired_delta(a, b)  # seeds 0..2 only
+    deltas = [0.20, 0.10, 0.23]
+    half = 4.303 * statistics.stdev(deltas) / math.sqrt(3)
+    assert d["n"] == 3 and math.isclose(d["mean"], statistics.mean(deltas))
+    assert math.isclose(d["low"], statistics.mean(deltas) - half) and math.isclose(
+        d["high"], d["mean"] + half
+    )
+    assert paired_delta({0: 1.0}, {0: 0.5})["low"] is None and t975(100) == 1.96
+
+
+def _row(method: str, seed: int, miou: float, status: str = "ok") -> dict:
+    metrics = {"test/toy/mIoU": miou, "test/toy/per_class/circle": miou, "test/toy/act_in": 0.6,
+               "test/toy/act_bg": 0.2, "reference/all_background": 0.06}  # fmt: skip
+    row = {
+        "method": method,
+        "seed": seed,
+        "seconds": 10.0,
+        "log": f"logs/{method}-s{seed}.log",
+        "status": status,
+    }
+    return row if status != "ok" else {**row, "metrics": metrics, "images_per_s": 5.0, "run_dir": "x"}
+
+
+def test_aggregate_and_markdown_report_failures() -> None:
+    rows = [
+        _row("maskclip", 0, 0.1),
+        _row("maskclip", 1, 0.2),
+        _row("mixreorg", 0, 0.3),
+        _row("mixreorg", 1, 0.5),
+    ]
+    rows += [_row("synseg", 0, 0.4), _row("synseg", 1, 0.0, "failed (exit 1)")]
+    res = aggregate(rows)
+    mr = res["methods"]["mixreorg"]
+    assert mr["mIoU_per_seed"] == [0.3, 0.5] and math.isclose(mr["mIoU_std"], statistics.stdev([0.3, 0.5]))
+    assert math.isclose(res["paired_deltas"]["mixreorg - maskclip"]["mean"], 0.25)
+    assert res["paired_deltas"]["synseg - mixreorg"]["n"] == 1
+    assert res["methods"]["synseg"]["failed"][0]["log"] == "logs/synseg-s1.log"
+    text = markdown(res, {"name": "t", "seeds": [0, 1], "steps": None, "args": []})
+    assert "seed 1 failed (exit 1): logs/synseg-s1.log" in text and "| captions |" in text
+
+
+def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
+    from synseg.models.registry import create_model
+
+    decoder = tmp_path / "data" / "toyclip" / "synseg_head_dense.pt"  # stand-in for `make dense-decoder`
+    decoder.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(create_model("synseg_head").state_dict(), decoder)
+    overrides = [*TINY, f"paths.root_dir={tmp_path}", "total_steps=4", "trainer.val_check_interval=2"]
+    cmd = [sys.executable, "-m", "synseg.compare", "--name", "tiny", "--seeds", "0"]
+    cmd += [
+        "--out",
+        str(tmp_path / "reports"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--args",
+        " ".join(overrides),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "reports" / "tiny"
+    assert {p.name for p in out.iterdir()} == {"report.md", "results.json", "compare.png", "gallery.png"}
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["methods"]) == list(METHODS)
+    for name, m in res["methods"].items():
+        assert m["supervision"] == METHODS[name].supervision and len(m["mIoU_per_seed"]) == 1
+        assert 0.0 <= m["mIoU_mean"] <= 1.0 and m["seconds"] > 0 and m["per_class"]
+    assert res["methods"]["mixreorg"]["mIoU_std"] == 0.0 and "mixreorg - maskclip" in res["paired_deltas"]
+    # the same wandb group for every run, so the dashboard overlays them
+    cfgs = [(tmp_path / "logs" / "compare" / "tiny" / f"{m}-s0" / "config.yaml").read_text() for m in METHODS]
+    assert all("wandb_group: compare-tiny" in c for c in cfgs)
+    assert "synseg_weak" in done.stdout and "report:" in done.stdout
