@@ -45,6 +45,9 @@ def test_synseg_run_writes_its_run_folder(tmp_path: Path) -> None:
     assert "model:" in (run / "config.yaml").read_text()
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert not any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    meta = ckpt["synseg_meta"]  # what `make eval` rebuilds the model from
+    assert meta["module"] == "synseg.lit.synseg_module.SynSegModule" and meta["image_size"] == 64
+    assert meta["threshold"] == metrics["test/toy/threshold"]  # the val-selected one the test used
     assert list((run / "wandb").glob("offline-run-*")), "wandb did not log offline"
     assert "reference levels" in done.stdout and "maps inverted" in done.stdout
 

@@ -34,6 +34,23 @@ def to_float(value: Any) -> float | Any:
     return float(value.item()) if hasattr(value, "item") else value
 
 
+def finalize_checkpoint_meta(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """`last.ckpt` is written before the last validation runs, so its `synseg_meta` threshold may lag; set it
+    to the threshold the test used (the one selected on val), which `make eval` reuses on the toy set."""
+    import torch
+
+    from synseg.lit.segmenter_base import META_KEY
+
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+    threshold = metrics.get("test/toy/threshold")
+    if not ckpt_path.is_file() or threshold is None:
+        return
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if META_KEY in ckpt:
+        ckpt[META_KEY]["threshold"] = float(threshold)
+        torch.save(ckpt, ckpt_path)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Trains and tests one run as configured; returns the final metrics."""
     if not is_model(cfg.model.get("arch", "")):
@@ -80,6 +97,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         if hasattr(model, "export"):
             model.export(metrics)
+        finalize_checkpoint_meta(run_dir, metrics)
         log.info("run folder: %s", run_dir)
         log.info(
             "metrics: %s",

@@ -1,0 +1,136 @@
+"""Zero-shot evaluation entry point: `python -m synseg.eval ckpt=... | model=maskclip datasets=[toy,voc21]`
+(see `make eval` and configs/eval.yaml).
+
+A short story: load the segmenter; per dataset build it, resolve its protocol, set the class names, run
+the sliding-window evaluation, print a table with the protocol; write metrics.json, protocol.json, the
+per-class CSVs and the resolved config into logs/eval/<run_name>/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from synseg.evaluation.loading import CONFIG_DIR, LoadError, load_segmenter, preprocess_for, set_templates
+from synseg.evaluation.protocol import build_protocol
+from synseg.evaluation.results import flat_metrics, format_table, write_per_class_csv
+from synseg.evaluation.runner import Normalizer, evaluate_dataset
+
+log = logging.getLogger("synseg.eval")
+
+
+def default_run_name(ckpt: str | None, model: str | None) -> str:
+    """logs/train/<run>/checkpoints/last.ckpt -> <run>; else the checkpoint stem, else the model name."""
+    if ckpt:
+        path = Path(ckpt)
+        return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+    return str(model or "eval")
+
+
+if not OmegaConf.has_resolver("synseg_eval_run"):
+    OmegaConf.register_new_resolver("synseg_eval_run", default_run_name)
+
+
+def dataset_names(value: Any) -> list[str]:
+    """`datasets` as a list: a list, or one string of names separated by spaces or commas."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    names = [n for item in items for n in re.split(r"[\s,]+", str(item).strip()) if n]
+    if not names:
+        raise LoadError('DATASETS: empty; give e.g. DATASETS=toy or DATASETS="voc21 context59"')
+    return list(dict.fromkeys(names))
+
+
+def dataset_root(cfg: DictConfig, name: str) -> Path:
+    """data_roots[name], else data_root, else the default (toy: data/toy/test; others: data/)."""
+    root = (cfg.get("data_roots") or {}).get(name) or cfg.get("data_root")
+    if root:
+        return Path(str(root))
+    data_dir = Path(cfg.paths.data_dir)
+    return data_dir / "toy" / "test" if name == "toy" else data_dir
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise LoadError(f"device={name}: CUDA is not available here; use device=cpu")
+    return torch.device(name)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluates the configured model on every configured dataset; returns the flat metrics."""
+    from synseg.data.benchmarks import benchmark_names, build_eval_dataset, collate_eval
+
+    names = dataset_names(cfg.datasets)
+    known = list(benchmark_names())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LoadError(f"DATASETS: unknown dataset {unknown[0]!r}; known: {' '.join(known)}")
+    device = pick_device(str(cfg.device))
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    module = load_segmenter(cfg.ckpt, cfg.get("model"), device)
+    meta = module.synseg_meta
+    pre = preprocess_for(module)
+    normalize = Normalizer(pre["mean"], pre["std"], device)
+
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    protocol_cfg = OmegaConf.to_container(cfg.protocol, resolve=True)
+    metrics: dict[str, Any] = {}
+    protocols: dict[str, Any] = {}
+    source = {"ckpt": cfg.ckpt, "model": (cfg.get("model") or {}).get("name"), "meta": meta}
+    for name in names:
+        try:
+            dataset = build_eval_dataset(name, dataset_root(cfg, name))
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            message = str(err)
+            raise LoadError(message if message.startswith(name) else f"{name}: {message}") from err
+        try:
+            protocol = build_protocol(
+                name, dataset.has_background, protocol_cfg, meta.get("image_size"), meta.get("threshold")
+            )
+        except ValueError as err:
+            raise LoadError(f"protocol for {name}: {err}") from err
+        set_templates(module, protocol.templates)
+        module.set_classes(list(dataset.classes[1:] if dataset.has_background else dataset.classes))
+        results = evaluate_dataset(
+            module,
+            dataset,
+            protocol,
+            normalize,
+            collate_eval,
+            batch_size=int(cfg.batch_size),
+            num_workers=int(cfg.num_workers),
+            save_pred=cfg.save_pred,
+            progress=bool(cfg.progress),
+            score_budget=float(cfg.get("score_budget", 1e8)),
+        )
+        print(format_table(name, results, protocol), flush=True)
+        metrics.update(flat_metrics(name, results))
+        protocols[name] = {**protocol.to_dict(), "root": str(dataset.root)}
+        write_per_class_csv(run_dir / f"{name}_per_class.csv", results)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        protocol_doc = {"source": source, "datasets": protocols}
+        (run_dir / "protocol.json").write_text(json.dumps(protocol_doc, indent=2))
+    log.info("results: %s", run_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except LoadError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

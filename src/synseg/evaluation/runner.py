@@ -1,0 +1,155 @@
+"""Zero-shot evaluation of one dataset under one `Protocol`: native-resolution images are resized on their
+short side, scored by a sliding window (all windows of a batch in one `segment` call), optionally refined
+by PAMR per window, upsampled to the mask size and accumulated in a dataset-level `SegmentationEvaluator`.
+
+Same-size images are batched; undecodable images (items with a "skip" reason) are counted and listed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from synseg.evaluation.evaluator import SegmentationEvaluator
+from synseg.evaluation.inference import resize_short_side, slide_inference
+from synseg.evaluation.pamr import pamr
+from synseg.evaluation.protocol import Protocol
+
+
+class Normalizer:
+    """uint8 (B, 3, H, W) -> float, normalised with the backbone's mean / std, on `device`."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: str | torch.device) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.device = device
+
+    def __call__(self, images: Tensor) -> Tensor:
+        x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+def dense_scores(segment: Callable[[Tensor], Tensor], images: Tensor, protocol: Protocol) -> Tensor:
+    """(B, 3, H, W) normalised images at native size -> (B, C_fg, H, W) foreground scores."""
+    h, w = images.shape[-2:]
+    x = resize_short_side(images, protocol.short_side)
+    spec = protocol.pamr
+
+    def score_fn(crops: Tensor) -> Tensor:  # (N, 3, win, win) -> (N, C_fg, win, win)
+        scores = segment(crops)
+        if scores.shape[-2:] != crops.shape[-2:]:
+            scores = F.interpolate(
+                scores.float(), size=crops.shape[-2:], mode="bilinear", align_corners=False
+            )
+        if spec is not None:
+            scores = pamr(crops, scores, spec.iterations, spec.dilations)
+        return scores
+
+    scores = slide_inference(score_fn, x, protocol.window, protocol.stride)
+    if scores.shape[-2:] != (h, w):
+        scores = F.interpolate(scores.float(), size=(h, w), mode="bilinear", align_corners=False)
+    return scores
+
+
+def same_size_groups(batch: dict[str, Any]) -> Iterator[tuple[Tensor, Tensor, list[str]]]:
+    """(images (B,3,H,W) uint8, masks (B,H,W), mask names) per image size of a collated batch."""
+    images, masks, names = batch.get("image"), batch.get("mask"), list(batch.get("mask_name", []))
+    if images is None or len(names) == 0:
+        return
+    if isinstance(images, Tensor):
+        yield images, masks, names
+        return
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(tuple(im.shape), []).append(i)
+    for idx in groups.values():
+        yield (
+            torch.stack([images[i] for i in idx]),
+            torch.stack([masks[i] for i in idx]),
+            [names[i] for i in idx],
+        )
+
+
+def skip_reason(item: Any) -> str:
+    """The reason string of a skipped item (a {"key", "skip"} dict or already a string)."""
+    return str(item.get("skip", item)) if isinstance(item, dict) else str(item)
+
+
+def save_predictions(labels: Tensor, mask_names: Sequence[str], out_dir: Path) -> None:
+    """One uint8 label PNG per image, named like its ground-truth mask."""
+    for lab, name in zip(labels.to(torch.uint8).cpu().numpy(), mask_names, strict=True):
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(lab)).save(path)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+@torch.no_grad()
+def evaluate_dataset(
+    module: Any,
+    dataset: Any,
+    protocol: Protocol,
+    normalize: Normalizer,
+    collate: Callable[[list[dict]], dict],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    save_pred: str | Path | None = None,
+    progress: bool = True,
+    score_budget: float = 1e8,
+) -> dict[str, Any]:
+    """Metrics of `module` (classes already set) on `dataset`: the evaluator's compute() dict plus
+    `skipped` (count), `skipped_items` (reasons), `seconds` and `ms_per_image`."""
+    evaluator = SegmentationEvaluator(
+        dataset.classes, dataset.has_background, protocol.threshold or 0.5, ignore_index=dataset.ignore_index
+    ).to(normalize.device)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    out_dir = Path(save_pred) / dataset.name if save_pred else None
+    skipped: list[str] = []
+    start = time.perf_counter()
+    bar = _progress(len(dataset), protocol.dataset, progress)
+    try:
+        for batch in loader:
+            skipped.extend(skip_reason(item) for item in batch.get("skipped", []))
+            for images, masks, names in same_size_groups(batch):
+                # at most `score_budget` score values at native size per step (171 classes x 640 x 480 = 53M)
+                step = max(1, int(score_budget) // (evaluator.num_fg * images.shape[-2] * images.shape[-1]))
+                for s in range(0, len(names), step):
+                    sl = slice(s, s + step)
+                    scores = dense_scores(module.segment, normalize(images[sl]), protocol)  # (b, C_fg, H, W)
+                    evaluator.update(scores, masks[sl].to(normalize.device))
+                    if out_dir is not None:
+                        save_predictions(evaluator.predict(scores.float()), names[sl], out_dir)
+                    bar.update(len(names[sl]))
+            bar.update(len(batch.get("skipped", [])))
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    results = evaluator.compute() if evaluator.diagnostics.den.sum() > 0 else _empty(dataset.classes)
+    n = int(results["n_images"])
+    results.update(
+        skipped=len(skipped),
+        skipped_items=skipped,
+        seconds=seconds,
+        ms_per_image=1000 * seconds / max(n, 1),
+        threshold=protocol.threshold,
+    )
+    return results
+
+
+def _empty(classes: Sequence[str]) -> dict[str, Any]:
+    """Results of a dataset whose every image was skipped."""
+    nan = float("nan")
+    return {"mIoU": nan, "per_class_iou": {c: nan for c in classes}, "n_images": 0}
