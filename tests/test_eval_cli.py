@@ -42,7 +42,8 @@ def eval_cfg(tmp_path: Path, *overrides: str):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "synseg.eval", "hydra/job_logging=disabled", "progress=false", *args]
+    cmd = [sys.executable, "-m", "synseg.eval", "hydra/job_logging=none",
+        "hydra/hydra_logging=none", "progress=false", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -148,7 +149,8 @@ def test_bad_input_gives_one_clear_line(tmp_path: Path, toy_test: Path) -> None:
         "synseg.eval",
         f"ckpt={tmp_path / 'missing.ckpt'}",
         f"paths.root_dir={tmp_path}",
-        "hydra/job_logging=disabled",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
     ]
     with pytest.MonkeyPatch.context() as mp, pytest.raises(SystemExit) as exit_:
         mp.setattr(sys, "argv", argv)
