@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from synseg.models.registry import register_model
+from synseg.models.synseg import clipseg_layers
 
 
 class MixReorgHead(nn.Module):
@@ -34,18 +35,7 @@ class MixReorgHead(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.reduces = nn.ModuleList(nn.Linear(width, reduce_dim) for _ in range(n_layers))
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                reduce_dim,
-                n_heads,
-                dim_feedforward=ffn_dim,
-                dropout=0.0,
-                activation="relu",
-                batch_first=True,
-                norm_first=False,
-            )
-            for _ in range(n_layers)
-        )
+        self.layers = clipseg_layers(n_layers, reduce_dim, n_heads, ffn_dim)
         self.gates = nn.Parameter(torch.full((n_layers,), float(gate_init)))
         self.proj = nn.Linear(reduce_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))

@@ -14,6 +14,22 @@ from torch import nn
 from synseg.models.registry import register_model
 
 
+def clipseg_layers(n_layers: int, reduce_dim: int, n_heads: int, ffn_dim: int) -> nn.ModuleList:
+    """CLIPSeg's decoder layers: post-norm transformer encoder layers with ReLU, no dropout."""
+    return nn.ModuleList(
+        nn.TransformerEncoderLayer(
+            reduce_dim,
+            n_heads,
+            dim_feedforward=ffn_dim,
+            dropout=0.0,
+            activation="relu",  # CLIPSeg's decoder layers use ReLU
+            batch_first=True,
+            norm_first=False,
+        )
+        for _ in range(n_layers)
+    )
+
+
 class FiLM(nn.Module):
     """FiLM as in CLIPSeg: text embedding (P, Dt) -> scale and shift (P, C) applied to the visual tokens."""
 
@@ -48,18 +64,7 @@ class SynSegDecoder(nn.Module):
         super().__init__()
         self.film = FiLM(text_dim, reduce_dim)
         self.reduces = nn.ModuleList(nn.Linear(width, reduce_dim) for _ in range(n_layers))
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                reduce_dim,
-                n_heads,
-                dim_feedforward=ffn_dim,
-                dropout=0.0,
-                activation="relu",  # CLIPSeg's decoder layers use ReLU
-                batch_first=True,
-                norm_first=False,
-            )
-            for _ in range(n_layers)
-        )
+        self.layers = clipseg_layers(n_layers, reduce_dim, n_heads, ffn_dim)
         self.prior = nn.Linear(1, reduce_dim) if prior else None
         if complex_upsample:  # CLIPSeg "refined": a conv, then two (patch / 4)x transposed convolutions
             k = patch_size // 4
