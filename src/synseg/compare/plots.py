@@ -55,14 +55,6 @@ def plot_compare(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def palette(n: int) -> np.ndarray:
-    """(n + 1, 3) uint8 colours: label 0 black-ish (background), the rest distinct; the last entry for 255."""
-    cmap = plt.get_cmap("tab20", max(n, 2))
-    colours = (np.array([cmap(i)[:3] for i in range(n)]) * 255).astype(np.uint8)
-    colours[0] = (30, 30, 30)
-    return np.concatenate([colours, [[255, 255, 255]]])
-
-
 def load_run_model(run_dir: Path) -> tuple[Any, dict]:
     """The model of a finished run: built from its resolved config, head weights from last.ckpt if any."""
     import hydra
@@ -107,7 +99,12 @@ def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None
         scores = model.segment(torch.stack([d["image"] for d in data]))
         best, idx = scores.max(1)
         preds[name] = torch.where(best > threshold, idx + 1, 0) if classes[0] == "background" else idx
-    colours = palette(len(classes))
+    from synseg.segment import BACKGROUND_COLOUR, palette  # the overlay CLI's colours: one look everywhere
+
+    has_bg = classes[0] == "background"
+    fg = palette(len(classes) - has_bg)
+    ignore = np.array([[255, 255, 255]], np.uint8)  # label 255
+    colours = np.concatenate([np.array([BACKGROUND_COLOUR], np.uint8)[:has_bg], fg, ignore])
 
     def show(ax: Any, labels: np.ndarray) -> None:
         ax.imshow(colours[np.where(labels == 255, len(classes), labels)])

@@ -122,19 +122,21 @@ class FrozenCLIP(nn.Module):
     ) -> torch.Tensor:
         """(N, D) text embeddings of prompts (normalised unless `normalize=False`), cached by prompt;
         `cache=False` for free-form captions, which rarely repeat (a cache of them would only grow)."""
-        if not cache:
-            device = self.clip.text_projection.device if self.clip.text_projection is not None else "cpu"
-            out = self.clip.encode_text(self.tokenizer(list(prompts)).to(device))
-            return F.normalize(out, dim=-1) if normalize else out
-        missing = sorted({p for p in prompts if p not in self._text_cache})
-        self.cache_misses += len(missing)
-        self.cache_hits += len(prompts) - len(missing)
-        if missing:
-            device = self.clip.text_projection.device if self.clip.text_projection is not None else "cpu"
-            emb = self.clip.encode_text(self.tokenizer(missing).to(device))
-            self._text_cache.update(dict(zip(missing, emb, strict=True)))
-        out = torch.stack([self._text_cache[p] for p in prompts])
+        if cache:
+            missing = sorted({p for p in prompts if p not in self._text_cache})
+            self.cache_misses += len(missing)
+            self.cache_hits += len(prompts) - len(missing)
+            if missing:
+                self._text_cache.update(dict(zip(missing, self._encode_text(missing), strict=True)))
+            out = torch.stack([self._text_cache[p] for p in prompts])
+        else:
+            out = self._encode_text(prompts)
         return F.normalize(out, dim=-1) if normalize else out
+
+    def _encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Raw (N, D) text-tower embeddings of prompts, computed on the tower's device."""
+        device = self.clip.text_projection.device if self.clip.text_projection is not None else "cpu"
+        return self.clip.encode_text(self.tokenizer(list(prompts)).to(device))
 
     @torch.no_grad()
     def encode_classnames(
