@@ -42,8 +42,15 @@ def eval_cfg(tmp_path: Path, *overrides: str):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "synseg.eval", "hydra/job_logging=none",
-        "hydra/hydra_logging=none", "progress=false", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synseg.eval",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+        "progress=false",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
