@@ -20,7 +20,10 @@ def bounded_similarity(
 
     hard (the paper): clamp(cos, lo, hi), whose gradient is zero outside the range;
     soft (our option): lo + (hi - lo) * (1 + cos) / 2, which keeps a gradient everywhere."""
-    cos = F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+    return _bound(F.cosine_similarity(a, b, dim=-1, eps=1e-8), clamp, soft)
+
+
+def _bound(cos: torch.Tensor, clamp: tuple[float, float], soft: bool) -> torch.Tensor:
     lo, hi = clamp
     return lo + (hi - lo) * (1.0 + cos) / 2.0 if soft else cos.clamp(lo, hi)
 
@@ -67,16 +70,18 @@ def mccl_loss(
     n = v.sum(1)  # (B,)
     k = valid.shape[1]
 
-    sim_ft = bounded_similarity(fg, text, clamp, soft)  # (B, K)
-    sim_fb = bounded_similarity(fg, bg, clamp, soft)  # (B, K)
+    # Unit vectors once; the pairwise terms are then batched matrix products, not (B, K, K, D) broadcasts.
+    fn, bn, tn = (F.normalize(x, dim=-1, eps=1e-8) for x in (fg, bg, text))
+    sim_ft = _bound((fn * tn).sum(-1), clamp, soft)  # (B, K)
+    sim_fb = _bound((fn * bn).sum(-1), clamp, soft)  # (B, K)
     align_img = -(torch.log(sim_ft) * v).sum(1) / n.clamp(min=1)
     cont_img = -(torch.log1p(-sim_fb) * v).sum(1) / n.clamp(min=1)
 
     pair = (valid[:, :, None] & valid[:, None, :]) & ~torch.eye(k, dtype=torch.bool, device=valid.device)
     pf = pair.float()  # (B, K, K) ordered pairs j != k
     n_pairs = pf.sum((1, 2)).clamp(min=1)
-    sim_bb = bounded_similarity(bg[:, :, None], bg[:, None, :], clamp, soft)  # (B, K, K)
-    sim_ff = bounded_similarity(fg[:, :, None], fg[:, None, :], clamp, soft)
+    sim_bb = _bound(bn @ bn.transpose(1, 2), clamp, soft)  # (B, K, K)
+    sim_ff = _bound(fn @ fn.transpose(1, 2), clamp, soft)
     back_img = -(torch.log(sim_bb) * pf).sum((1, 2)) / n_pairs
     sep_img = -(torch.log1p(-sim_ff) * pf).sum((1, 2)) / n_pairs
 

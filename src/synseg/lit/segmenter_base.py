@@ -70,12 +70,11 @@ class FrozenBackboneSegmenter(L.LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps for P pairs: image `index` (P,) with conditioning text embedding `text` (P, D) (and its
         unit-norm version for the prior). Returns logits (P, 1, H, W) and projected features (P, N, D)."""
-        layers = [layer[index] for layer in feats["layers"]]
         prior = None
         if self.head.decoder.prior is not None:  # cosine of the frozen dense tokens with the text: (P, N)
             unit = F.normalize(text, dim=-1) if unit is None else unit
             prior = torch.einsum("pnd,pd->pn", F.normalize(feats["dense"][index], dim=-1), unit)
-        return self.head(layers, text, feats["grid"], prior)
+        return self.head(feats["layers"], text, feats["grid"], prior, index)
 
     @staticmethod
     def grid_activation(logits: torch.Tensor, patch: int) -> torch.Tensor:

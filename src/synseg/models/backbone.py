@@ -74,9 +74,14 @@ class FrozenCLIP(nn.Module):
         return self.cache_hits / total if total else 0.0
 
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor] | tuple]:
+    def encode_images(
+        self, images: torch.Tensor, pooled: bool = False
+    ) -> dict[str, torch.Tensor | list[torch.Tensor] | tuple]:
         """layers: list of (B, 1 + N, W) tokens after each extract layer; dense: (B, N, D) joint-space tokens
-        (not normalised); pooled: (B, D) image embedding; grid: (h, w)."""
+        (not normalised); grid: (h, w); with `pooled=True` also pooled: (B, D), the image embedding.
+
+        Runs only the blocks it needs: in `maskclip` mode the last block contributes its value projection
+        alone, so without `pooled` it is never run in full."""
         v = self.clip.visual
         b, _, h, w = images.shape
         grid = (h // self.patch_size, w // self.patch_size)
@@ -86,20 +91,27 @@ class FrozenCLIP(nn.Module):
         x = v.ln_pre(x)
         layers = []
         blocks = v.transformer.resblocks
+        last = len(blocks) - 1
+        run_last = pooled or self.dense_mode == "tokens" or last in self.extract_layers
         for i, blk in enumerate(blocks):
-            if i == len(blocks) - 1 and self.dense_mode == "maskclip":
+            if i == last and self.dense_mode == "maskclip":
                 dense = self._maskclip_dense(blk, x)
+            if i == last and not run_last:
+                break
             x = blk(x)
             if i in self.extract_layers:
                 layers.append(x)
-        pooled, tokens = v._pool(x)
-        if self.dense_mode == "tokens":
-            dense = tokens
-        else:
+        out: dict = {"layers": layers, "grid": grid}
+        if run_last:
+            pool, tokens = v._pool(x)
+            if pooled:
+                out["pooled"] = pool @ v.proj if v.proj is not None else pool
+            if self.dense_mode == "tokens":
+                dense = tokens
+        if self.dense_mode == "maskclip":
             dense = v.ln_post(dense)
-        if v.proj is not None:
-            pooled, dense = pooled @ v.proj, dense @ v.proj
-        return {"layers": layers, "dense": dense, "pooled": pooled, "grid": grid}
+        out["dense"] = dense @ v.proj if v.proj is not None else dense
+        return out
 
     @staticmethod
     def _maskclip_dense(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -9,25 +9,55 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from synseg.models.registry import register_model
 
 
+class ClipSegAttention(nn.Module):
+    """Multi-head self-attention with `nn.MultiheadAttention`'s parameter names (so CLIPSeg's weights and our
+    saved heads load unchanged), computed batch-first with one fused SDPA call: no (L, N, E) transposes."""
+
+    def __init__(self, dim: int, n_heads: int) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"decoder reduce_dim {dim} must be divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # as nn.MultiheadAttention initialises them
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, n, d = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (P, N, 3D)
+        q, k, v = qkv.view(p, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)  # (P, H, N, d/H)
+        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d/H)) v
+        return self.out_proj(out.transpose(1, 2).reshape(p, n, d))
+
+
+class ClipSegLayer(nn.Module):
+    """CLIPSeg's decoder layer: post-norm transformer encoder layer with ReLU and no dropout; the parameter
+    names of `nn.TransformerEncoderLayer`, which it equals numerically (see tests/test_clipseg_layer.py)."""
+
+    def __init__(self, dim: int, n_heads: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.self_attn = ClipSegAttention(dim, n_heads)
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.self_attn(x))
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+
+
 def clipseg_layers(n_layers: int, reduce_dim: int, n_heads: int, ffn_dim: int) -> nn.ModuleList:
-    """CLIPSeg's decoder layers: post-norm transformer encoder layers with ReLU, no dropout."""
-    return nn.ModuleList(
-        nn.TransformerEncoderLayer(
-            reduce_dim,
-            n_heads,
-            dim_feedforward=ffn_dim,
-            dropout=0.0,
-            activation="relu",  # CLIPSeg's decoder layers use ReLU
-            batch_first=True,
-            norm_first=False,
-        )
-        for _ in range(n_layers)
-    )
+    """CLIPSeg's decoder layers (`ClipSegLayer`), one per extracted CLIP layer."""
+    return nn.ModuleList(ClipSegLayer(reduce_dim, n_heads, ffn_dim) for _ in range(n_layers))
 
 
 class FiLM(nn.Module):
@@ -85,22 +115,37 @@ class SynSegDecoder(nn.Module):
         text: torch.Tensor,
         grid: tuple[int, int],
         prior: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """layers: (P, 1 + N, W) each, shallow to deep; text (P, Dt); prior (P, N) CLIP similarity or None.
+        """layers: (B, 1 + N, W) each, shallow to deep; index (P,): the image of each pair (None: B = P, one
+        pair per image); text (P, Dt); prior (P, N) CLIP similarity or None.
         Returns logits (P, 1, H, W) and conditional features (P, N, reduce_dim)."""
         a = None
         for i, (act, reduce, layer) in enumerate(
             zip(reversed(layers), self.reduces, self.layers, strict=True)
         ):
-            a = reduce(act) if a is None else a + reduce(act)
+            r = reduce(act)  # reduced once per image, then gathered per pair (the reduction is linear)
+            r = r if index is None else r.index_select(0, index)
+            a = r if a is None else a + r
             if i == 0:
                 a = self.film(a, text)
                 if self.prior is not None and prior is not None:
                     a = torch.cat([a[:, :1], a[:, 1:] + self.prior(prior[..., None])], dim=1)
             a = layer(a)
         feats = a[:, 1:]  # (P, N, R) without the class token
+        return self.upsample_logits(feats, grid), feats
+
+    def upsample_logits(self, feats: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(P, N, R) patch features -> (P, 1, H, W) logits through `self.upsample`."""
         p, n, r = feats.shape
-        return self.upsample(feats.transpose(1, 2).reshape(p, r, *grid)), feats
+        up = self.upsample
+        if isinstance(up, nn.ConvTranspose2d):
+            # A transposed conv with stride = kernel = patch is a linear map R -> patch^2 pixels per patch,
+            # so one matmul and a reshape (exactly equal, several times faster than the conv on CPU).
+            k = up.kernel_size[0]
+            pix = F.linear(feats, up.weight.view(r, k * k).T, None) + up.bias  # (P, N, k*k)
+            return pix.view(p, grid[0], grid[1], k, k).permute(0, 1, 3, 2, 4).reshape(p, 1, grid[0] * k, -1)
+        return up(feats.transpose(1, 2).reshape(p, r, *grid))
 
 
 class Projector(nn.Module):
@@ -135,9 +180,10 @@ class SynSegHead(nn.Module):
         text: torch.Tensor,
         grid: tuple[int, int],
         prior: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns logits (P, 1, H, W) and projected conditional features (P, N, D)."""
-        logits, feats = self.decoder(layers, text, grid, prior)
+        """Returns logits (P, 1, H, W) and projected conditional features (P, N, D) (see the decoder)."""
+        logits, feats = self.decoder(layers, text, grid, prior, index)
         return logits, self.projector(feats, grid)
 
 
