@@ -194,3 +194,16 @@ def test_make_eval_needs_a_ckpt_or_a_training_free_model() -> None:
         ["make", "--no-print-directory", "eval"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0 and "CKPT=" in done.stderr and "MODEL=maskclip" in done.stderr
+
+
+def test_dense_pretrained_checkpoint_loads_without_its_init_file(tmp_path: Path) -> None:
+    """A `MODEL=synseg` checkpoint names its dense-pretrained init by a relative path; loading it elsewhere
+    (a notebook's folder, another machine) must not need that file: the trained head is in the state dict."""
+    from synseg.evaluation.loading import load_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "last.ckpt", decoder_ckpt="no/such/synseg_head_dense.pt")
+    module, meta = load_checkpoint(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in module.head.state_dict().items():
+        torch.testing.assert_close(value, state[f"head.{name}"], msg=name)
+    assert meta["threshold"] == pytest.approx(0.35)

@@ -10,9 +10,12 @@ import torch
 RANDOM_BACKBONE = "model.backbone.pretrained=null"
 
 
-def save_tiny_checkpoint(path: Path, image_size: int = 32, threshold: float | None = 0.35) -> Path:
+def save_tiny_checkpoint(
+    path: Path, image_size: int = 32, threshold: float | None = 0.35, decoder_ckpt: str | None = None
+) -> Path:
     """`path` holds a SynSeg Lightning checkpoint whose synseg_meta has `image_size` (what a run on images of
-    that size writes) and the val-selected `threshold`."""
+    that size writes) and the val-selected `threshold`; with `decoder_ckpt`, its hyper-parameters say the head
+    started from that dense-pretrained file (as `MODEL=synseg` runs do)."""
     import hydra
     import lightning as L
 
@@ -33,5 +36,7 @@ def save_tiny_checkpoint(path: Path, image_size: int = 32, threshold: float | No
         and "backbone.clip.logit_scale" not in state["state_dict"]
     )
     state["synseg_meta"]["image_size"] = image_size  # the datamodule's image size in a real run
+    if decoder_ckpt is not None:
+        state["hyper_parameters"].update(decoder_init="clipseg", decoder_ckpt=decoder_ckpt)
     torch.save(state, path)
     return path
