@@ -76,8 +76,8 @@ def load_checkpoint(ckpt: str | Path, device: str | torch.device = "cpu") -> tup
     # Only the backbone path is overridden (relative paths from training); everything else is as trained.
     # A dense-pretrained head is not re-read from its init file (a relative path, possibly absent on this
     # machine): the checkpoint's state dict holds the trained head anyway.
-    dense_init = "decoder_init" in meta["hyper_parameters"]
-    init = {"decoder_init": "random", "decoder_ckpt": None} if dense_init else {}
+    has_decoder_init = "decoder_init" in meta["hyper_parameters"]
+    init = {"decoder_init": "random", "decoder_ckpt": None} if has_decoder_init else {}
     # weights_only=False: hyper-parameters hold config objects (our own checkpoints, read above already).
     module = cls.load_from_checkpoint(
         str(ckpt), map_location=torch.device(device), weights_only=False, backbone=backbone, **init

@@ -139,7 +139,7 @@ class SynSegDecoder(nn.Module):
         """(P, N, R) patch features -> (P, 1, H, W) logits through `self.upsample`."""
         p, n, r = feats.shape
         up = self.upsample
-        if isinstance(up, nn.ConvTranspose2d):
+        if isinstance(up, nn.ConvTranspose2d) and up.stride == up.kernel_size and up.padding == (0, 0):
             # A transposed conv with stride = kernel = patch is a linear map R -> patch^2 pixels per patch,
             # so one matmul and a reshape (exactly equal, several times faster than the conv on CPU).
             k = up.kernel_size[0]
