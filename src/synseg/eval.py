@@ -17,7 +17,14 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from synseg.evaluation.loading import CONFIG_DIR, LoadError, load_segmenter, preprocess_for, set_templates
+from synseg.evaluation.loading import (
+    CONFIG_DIR,
+    LoadError,
+    load_segmenter,
+    pick_device,
+    preprocess_for,
+    set_templates,
+)
 from synseg.evaluation.protocol import build_protocol
 from synseg.evaluation.results import flat_metrics, format_table, write_per_class_csv
 from synseg.evaluation.runner import Normalizer, evaluate_dataset
@@ -53,14 +60,6 @@ def dataset_root(cfg: DictConfig, name: str) -> Path:
         return Path(str(root))
     data_dir = Path(cfg.paths.data_dir)
     return data_dir / "toy" / "test" if name == "toy" else data_dir
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise LoadError(f"device={name}: CUDA is not available here; use device=cpu")
-    return torch.device(name)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

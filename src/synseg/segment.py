@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from synseg.evaluation.loading import LoadError, load_segmenter, preprocess_for, set_templates
+from synseg.evaluation.loading import LoadError, load_segmenter, pick_device, preprocess_for, set_templates
 from synseg.evaluation.protocol import Protocol, template_set
 from synseg.evaluation.runner import Normalizer, dense_scores
 
@@ -135,11 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         classes = parse_classes(args.classes)
         image = read_image(args.image)
-        device = torch.device(
-            "cuda"
-            if args.device == "auto" and torch.cuda.is_available()
-            else ("cpu" if args.device == "auto" else args.device)
-        )
+        device = pick_device(args.device)
         module = load_segmenter(args.ckpt, args.model, device, args.override)
         size = args.short_side or module.synseg_meta.get("image_size") or 448
         window = args.window or size

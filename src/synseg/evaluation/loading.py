@@ -66,6 +66,15 @@ def _import(qualname: str) -> type:
         raise LoadError(f"checkpoint module {qualname!r} cannot be imported ({err})") from err
 
 
+def pick_device(name: str) -> torch.device:
+    """`auto` (CUDA when available, else CPU) or a named device; a clear error when CUDA is absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise LoadError(f"device={name}: CUDA is not available here; use device=cpu")
+    return torch.device(name)
+
+
 def load_checkpoint(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """(module in eval mode on `device`, synseg_meta) from a Lightning checkpoint."""
     meta = read_meta(ckpt)
