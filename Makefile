@@ -18,7 +18,7 @@ SEEDS ?= 0 1 2
 STEPS ?=
 OVERWRITE ?=
 COMPARE_FLAGS = --name "$(NAME)" --models "$(MODELS)" --seeds "$(SEEDS)" $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --args "$(ARGS)"
-STANDIN_CLIP := data/toyclip/toyclip-vit-p8.pt
+STANDIN_CLIP := data/toyclip/toyclip-vit-p8c.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
@@ -52,12 +52,13 @@ toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/t
 $(STANDIN_CLIP): | $(STAMP)
 	$(PY) -m synseg.train experiment=toyclip
 
+# The stand-in decoder and the MaskCLIP reference are rebuilt whenever the stand-in CLIP file is newer.
 dense-decoder: $(DENSE_DECODER) ## Build the stand-in CLIPSeg decoder (dense BCE on the disjoint toy split)
-$(DENSE_DECODER): | $(STANDIN_CLIP)
+$(DENSE_DECODER): $(STANDIN_CLIP) | $(STAMP)
 	$(PY) -m synseg.train experiment=dense_decoder
 
 maskclip-ref: $(MASKCLIP_REF) ## Evaluate the training-free dense CLIP on the toy test split (a reference level)
-$(MASKCLIP_REF): | $(STANDIN_CLIP)
+$(MASKCLIP_REF): $(STANDIN_CLIP) | $(STAMP)
 	$(PY) -m synseg.train model=maskclip run_name=maskclip-toy-s0
 	cp logs/train/maskclip-toy-s0/metrics.json $@
 

@@ -2,7 +2,7 @@
 towers trained, `ClipLoss`, AdamW) on the same backbone and batch, measured in one run as paired,
 alternating repeats.
 
-    python benchmarks/step_time.py [--batch-size 64] [--repeats 15] [--backbone toyclip-vit-p8]
+    python benchmarks/step_time.py [--batch-size 64] [--repeats 15] [--backbone toyclip-vit-p8c]
 
 Ends with `synseg/clip step ratio: X` and `mixreorg/clip step ratio: Y` (medians of the per-triple ratios)."""
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--backbone", default="toyclip-vit-p8")
+    parser.add_argument("--backbone", default="toyclip-vit-p8c")
     parser.add_argument("--image-size", type=int, default=None)
     args = parser.parse_args()
     from open_clip.loss import ClipLoss

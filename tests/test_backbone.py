@@ -18,7 +18,7 @@ def images() -> torch.Tensor:
 @pytest.mark.parametrize("dense_mode", ["maskclip", "tokens"])
 def test_encode_images_matches_open_clip(images: torch.Tensor, dense_mode: str) -> None:
     torch.manual_seed(0)
-    bb = FrozenCLIP("toyclip-vit-p8", None, extract_layers=(0, 2), dense_mode=dense_mode)
+    bb = FrozenCLIP("toyclip-vit-p8c", None, extract_layers=(0, 2), dense_mode=dense_mode)
     v = bb.clip.visual
     out = bb.encode_images(images, pooled=True)
     ref = v.forward_intermediates(
@@ -43,7 +43,7 @@ def test_encode_images_matches_open_clip(images: torch.Tensor, dense_mode: str) 
 
 
 def test_last_block_skipped_when_not_needed(images: torch.Tensor) -> None:
-    bb = FrozenCLIP("toyclip-vit-p8", None, extract_layers=(0, 1, 2), dense_mode="maskclip")
+    bb = FrozenCLIP("toyclip-vit-p8c", None, extract_layers=(0, 1, 2), dense_mode="maskclip")
     calls = []
     last = bb.clip.visual.transformer.resblocks[-1]
     hook = last.register_forward_hook(lambda *a: calls.append(1))

@@ -10,7 +10,7 @@ import torch
 
 from synseg.lit.mixreorg_module import MIXREORG_TERMS, MixReorgModule
 
-BACKBONE = {"model_name": "toyclip-vit-p8", "pretrained": None, "extract_layers": [0, 1, 2]}
+BACKBONE = {"model_name": "toyclip-vit-p8c", "pretrained": None, "extract_layers": [0, 1, 2]}
 
 
 @pytest.fixture(scope="module")

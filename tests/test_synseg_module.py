@@ -9,7 +9,7 @@ import torch
 
 from synseg.lit.synseg_module import SynSegModule
 
-BACKBONE = {"model_name": "toyclip-vit-p8", "pretrained": None, "extract_layers": [0, 1, 2]}
+BACKBONE = {"model_name": "toyclip-vit-p8c", "pretrained": None, "extract_layers": [0, 1, 2]}
 RECIPES = {
     "paper": {},
     "weak": {

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -61,17 +62,54 @@ def test_clip_loss_matches_a_hand_written_symmetric_infonce() -> None:
     assert float(ClipLoss()(img, txt, torch.tensor(10.0))) == pytest.approx(float(ref), rel=1e-5)
 
 
-def test_export_loads_through_open_clip_like_a_pretrained_tag(tmp_path: Path) -> None:
-    import open_clip
+def test_export_loads_through_build_open_clip_like_a_pretrained_tag(tmp_path: Path) -> None:
+    from synseg.models.toyclip import build_open_clip
 
     module = ToyClipModule(export_dir=str(tmp_path))
     path = module.export({"test/top1": 0.5})
-    assert path == tmp_path / "toyclip-vit-p8.pt"
+    assert path == tmp_path / "toyclip-vit-p8c.pt"
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"test/top1": 0.5}
-    loaded = open_clip.create_model("toyclip-vit-p8", pretrained=str(path))
+    loaded = build_open_clip("toyclip-vit-p8c", pretrained=str(path))
     x = torch.randn(2, 3, 64, 64)
     module.model.eval()
     assert torch.allclose(loaded.eval().encode_image(x), module.model.encode_image(x), atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="local checkpoint"):
+        build_open_clip("toyclip-vit-p8c", pretrained="openai")
+
+
+def test_conv_stem_keeps_the_patch_grid_and_rejects_bad_patch_sizes() -> None:
+    from synseg.models.conv_stem import ConvStem
+
+    stem = ConvStem(width=96, patch_size=8, channels=(24, 48))
+    assert stem(torch.randn(2, 3, 64, 48)).shape == (2, 96, 8, 6)
+    stem16 = ConvStem(width=32, patch_size=16, channels=(8, 16, 24))
+    assert stem16(torch.randn(1, 3, 64, 64)).shape == (1, 32, 4, 4)
+    with pytest.raises(ValueError, match="power of 2"):
+        ConvStem(width=96, patch_size=12, channels=(24, 48))
+    with pytest.raises(ValueError, match="hidden channel counts"):
+        ConvStem(width=96, patch_size=8, channels=(24,))
+
+
+class _Transform:
+    mean = torch.tensor([0.48, 0.46, 0.41]).view(1, 3, 1, 1)
+    std = torch.tensor([0.27, 0.26, 0.28]).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_random_grayscale_turns_picked_images_grey_and_stays_normalised(p: float) -> None:
+    module = ToyClipModule(grayscale_p=p)
+    module.trainer = types.SimpleNamespace(datamodule=types.SimpleNamespace(transform=_Transform))
+    torch.manual_seed(0)
+    rgb = torch.rand(4, 3, 8, 8)
+    images = (rgb - _Transform.mean) / _Transform.std
+    out = module.random_grayscale(images)
+    if p == 0.0:
+        assert out is images
+        return
+    back = out * _Transform.std + _Transform.mean  # un-normalised: R = G = B = the luma of the input
+    luma = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    for c in range(3):
+        assert torch.allclose(back[:, c], luma, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -85,6 +123,6 @@ def test_standin_clip_build_meets_its_targets(tmp_path: Path) -> None:
     )
     minutes = (time.time() - start) / 60
     metrics = json.loads((tmp_path / "data" / "toyclip" / "metrics.json").read_text())
-    assert (tmp_path / "data" / "toyclip" / "toyclip-vit-p8.pt").is_file()
+    assert (tmp_path / "data" / "toyclip" / "toyclip-vit-p8c.pt").is_file()
     assert metrics["test/top1"] >= 0.70, metrics
     assert minutes <= 5.0, f"{minutes:.1f} min"

@@ -34,7 +34,7 @@ class CaptionDataModule(L.LightningDataModule):
         total_steps: int = 1000,
         num_workers: int = 2,
         seed: int = 0,
-        backbone: str = "toyclip-vit-p8",
+        backbone: str = "toyclip-vit-p8c",
         pretrained: str | None = None,
         image_size: int | None = None,
         prompt_template: str = "a photo of a {}.",

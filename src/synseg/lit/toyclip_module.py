@@ -40,6 +40,7 @@ class ToyClipModule(L.LightningModule):
         prompt_template: str = "a photo of a {}.",
         export_dir: str | None = None,
         name: str = "toyclip",
+        grayscale_p: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -71,8 +72,24 @@ class ToyClipModule(L.LightningModule):
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def random_grayscale(self, images: torch.Tensor) -> torch.Tensor:
+        """Turns a random `grayscale_p` fraction of a normalised batch grey (luma), still normalised.
+
+        Colour is the easy cue of the toy world; on a grey image only shape can match its caption."""
+        p = self.hparams.grayscale_p
+        if p <= 0:
+            return images
+        tf = self.trainer.datamodule.transform
+        mean, std = tf.mean.to(images), tf.std.to(images)
+        rgb = images * std + mean
+        luma = (rgb * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(1, True)
+        grey = (luma.expand_as(rgb) - mean) / std
+        pick = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < p
+        return torch.where(pick, grey, images)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        image_features, text_features, logit_scale = self.model(batch["images"], batch["caption_tokens"])
+        images = self.random_grayscale(batch["images"])
+        image_features, text_features, logit_scale = self.model(images, batch["caption_tokens"])
         loss = self.loss_fn(image_features, text_features, logit_scale)
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, math.log(100))

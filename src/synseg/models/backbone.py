@@ -32,7 +32,7 @@ class FrozenCLIP(nn.Module):
 
     def __init__(
         self,
-        model_name: str = "toyclip-vit-p8",
+        model_name: str = "toyclip-vit-p8c",
         pretrained: str | None = None,
         extract_layers: Sequence[int] = (1, 2, 3),
         dense_mode: str = "maskclip",
@@ -58,7 +58,7 @@ class FrozenCLIP(nn.Module):
             if self.clip.text_projection is not None
             else (visual.proj.shape[1])
         )
-        self.patch_size = visual.conv1.kernel_size[0]
+        self.patch_size = visual.patch_size[0]
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self._text_cache: dict[str, torch.Tensor] = {}
         self.cache_hits = self.cache_misses = 0

@@ -1,7 +1,8 @@
 """Registers this package's open_clip model configs (the stand-in CLIP) with open_clip.
 
-After `register_clip_configs()`, `open_clip.create_model("toyclip-vit-p8", pretrained=PATH)` works exactly
-like `open_clip.create_model("ViT-B-16", pretrained="openai")` does for the real backbone."""
+After `register_clip_configs()`, open_clip knows the stand-in's architecture by name, and
+`toyclip.build_open_clip("toyclip-vit-p8c", PATH)` loads it exactly as `build_open_clip("ViT-B-16", "openai")`
+loads the real backbone (the stand-in's conv stem, declared in `CONV_STEMS`, is added there)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-STANDIN_CLIP = "toyclip-vit-p8"
+STANDIN_CLIP = "toyclip-vit-p8c"
+# Models whose patch embedding is a `conv_stem.ConvStem` with these hidden channel counts (open_clip's json
+# schema has no field for it, so it is declared here, by model name).
+CONV_STEMS: dict[str, tuple[int, ...]] = {"toyclip-vit-p8c": (24, 48)}
 _registered = False
 
 

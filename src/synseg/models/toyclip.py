@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import torch
 
-from synseg.models.clip_configs import STANDIN_CLIP, register_clip_configs
+from synseg.models.clip_configs import CONV_STEMS, STANDIN_CLIP, register_clip_configs
+from synseg.models.conv_stem import ConvStem
 from synseg.models.registry import register_model
 
 
@@ -13,7 +19,38 @@ def build_open_clip(model_name: str, pretrained: str | None = None) -> torch.nn.
     import open_clip
 
     register_clip_configs()
-    return open_clip.create_model(model_name, pretrained=pretrained or None)
+    stem = CONV_STEMS.get(model_name)
+    if stem is None:
+        return open_clip.create_model(model_name, pretrained=pretrained or None)
+    # A conv-stem model: build, swap the patch embedding, then load (open_clip would load before the swap).
+    with _quiet_random_init_warning(bool(pretrained)):
+        model = open_clip.create_model(model_name, pretrained=None)
+    visual = model.visual
+    visual.conv1 = ConvStem(visual.transformer.width, visual.patch_size[0], stem)
+    if pretrained:
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(
+                f"pretrained={pretrained!r}: {model_name} has a conv stem, so its weights come from a local "
+                f"checkpoint file (build it with `make toyclip`), not an open_clip tag"
+            )
+        open_clip.load_checkpoint(model, pretrained)
+    return model
+
+
+@contextmanager
+def _quiet_random_init_warning(active: bool) -> Iterator[None]:
+    """Drops open_clip's "No pretrained weights loaded" warning while we load the weights ourselves."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    if active:
+        root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 @register_model
