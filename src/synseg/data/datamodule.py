@@ -18,7 +18,7 @@ from synseg.data.segfolder import SegFolderDataset
 from synseg.data.sources import SOURCES, HFSource, ShardSource, ToySource
 from synseg.data.tagging import CategoryTagger
 from synseg.data.transforms import normalize_for
-from synseg.models.clip_configs import preprocess_cfg
+from synseg.models.clip_configs import STANDIN_CLIP, preprocess_cfg
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class CaptionDataModule(L.LightningDataModule):
         total_steps: int = 1000,
         num_workers: int = 2,
         seed: int = 0,
-        backbone: str = "toyclip-vit-p8c",
+        backbone: str = STANDIN_CLIP,
         pretrained: str | None = None,
         image_size: int | None = None,
         prompt_template: str = "a photo of a {}.",

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synseg.models.clip_configs import STANDIN_CLIP
 from synseg.models.toyclip import build_open_clip
 
 
@@ -32,7 +33,7 @@ class FrozenCLIP(nn.Module):
 
     def __init__(
         self,
-        model_name: str = "toyclip-vit-p8c",
+        model_name: str = STANDIN_CLIP,
         pretrained: str | None = None,
         extract_layers: Sequence[int] = (1, 2, 3),
         dense_mode: str = "maskclip",

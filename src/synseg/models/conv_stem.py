@@ -30,7 +30,6 @@ class ConvStem(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
         layers.append(nn.Conv2d(width, width, 1))
         self.stages = nn.Sequential(*layers)
-        self.patch_size = patch_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, width, H / patch, W / patch)."""

@@ -22,17 +22,17 @@ def build_open_clip(model_name: str, pretrained: str | None = None) -> torch.nn.
     stem = CONV_STEMS.get(model_name)
     if stem is None:
         return open_clip.create_model(model_name, pretrained=pretrained or None)
+    if pretrained and not Path(pretrained).is_file():
+        raise FileNotFoundError(
+            f"pretrained={pretrained!r}: {model_name} has a conv stem, so its weights come from a local "
+            f"checkpoint file (build it with `make toyclip`), not an open_clip tag"
+        )
     # A conv-stem model: build, swap the patch embedding, then load (open_clip would load before the swap).
     with _quiet_random_init_warning(bool(pretrained)):
         model = open_clip.create_model(model_name, pretrained=None)
     visual = model.visual
     visual.conv1 = ConvStem(visual.transformer.width, visual.patch_size[0], stem)
     if pretrained:
-        if not Path(pretrained).is_file():
-            raise FileNotFoundError(
-                f"pretrained={pretrained!r}: {model_name} has a conv stem, so its weights come from a local "
-                f"checkpoint file (build it with `make toyclip`), not an open_clip tag"
-            )
         open_clip.load_checkpoint(model, pretrained)
     return model
 
