@@ -57,9 +57,11 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
 
 def test_real_data_configs_point_at_the_hub_with_the_real_backbone() -> None:
     for name, path in (("cc3m", "pixparse/cc3m-wds"), ("cc12m", "pixparse/cc12m-wds")):
-        cfg = compose_train([f"data={name}"])
+        cfg = compose_train([f"data={name}", "model=synseg"])
         assert cfg.data.source == "hf" and cfg.data.hf.path == path and cfg.data.hf.data_files is None
-        assert cfg.data.backbone == "ViT-B-16" and cfg.data.pretrained == "openai"
+        assert cfg.data.backbone == "ViT-B-16" and cfg.data.image_size == 224
+        assert cfg.model.backbone.model_name == "ViT-B-16" and cfg.model.backbone.pretrained == "openai"
+        assert cfg.model.decoder_ckpt == "CIDAS/clipseg-rd64-refined" and cfg.val.datasets == ["voc20"]
         assert cfg.data.batch_size == 64
 
 

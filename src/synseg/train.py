@@ -83,11 +83,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", True):
         trainer.test(model, datamodule=datamodule)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
-        for split, results in getattr(model, "eval_results", {}).items():
-            for name, iou in results.get("per_class_iou", {}).items():
-                metrics[f"{split}/toy/per_class/{name}"] = float(iou)
+        for split, by_set in getattr(model, "eval_results", {}).items():
+            for dataset, results in by_set.items():
+                for name, iou in results.get("per_class_iou", {}).items():
+                    metrics[f"{split}/{dataset}/per_class/{name}"] = float(iou)
     metrics["global_step"] = trainer.global_step
-    if trainer.is_global_zero and cfg.get("test", True) and hasattr(model, "segment"):
+    has_toy_test = "toy" in (cfg.get("val") or {}).get("test_datasets", [])
+    if trainer.is_global_zero and cfg.get("test", True) and hasattr(model, "segment") and has_toy_test:
         from synseg.reporting import reference_levels, summary_table
 
         refs = reference_levels(cfg.paths.data_dir, datamodule.test_root, model.backbone.patch_size)

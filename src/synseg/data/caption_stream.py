@@ -80,7 +80,9 @@ class CaptionStream(IterableDataset):
         self.start_step = start_step
 
     def __len__(self) -> int:
-        return self.num_batches
+        # The length of the whole (single) epoch: Lightning resumes mid-epoch at batch `start_step` and must
+        # end the epoch after the `num_batches` remaining ones, not restart it.
+        return self.start_step + self.num_batches
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()

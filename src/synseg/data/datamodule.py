@@ -1,7 +1,8 @@
 """`CaptionDataModule`: the one LightningDataModule every method trains on.
 
 Training: image-caption batches from the toy world, local tar shards or a Hugging Face stream, tagged into
-categories (see `caption_stream`). Validation / test: segmentation folders (the toy val/test splits)."""
+categories (see `caption_stream`). Validation / test: the sets of the `val` config (the toy folders, or real
+benchmarks under DATA_ROOT), one loader per set, every image on exactly one rank (see `eval_sets`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from synseg.data.caption_stream import CaptionStream, PromptTokenizer
+from synseg.data.benchmarks import EvalDataset
 from synseg.data.dense_toy import DenseToyStream
-from synseg.data.segfolder import SegFolderDataset
+from synseg.data.eval_sets import eval_loader, load_eval_sets
 from synseg.data.sources import SOURCES, HFSource, ShardSource, ToySource
 from synseg.data.tagging import CategoryTagger
 from synseg.data.transforms import normalize_for
@@ -42,8 +45,7 @@ class CaptionDataModule(L.LightningDataModule):
         shards: dict | None = None,
         hf: dict | None = None,
         tagger: dict | None = None,
-        val_root: str | None = None,
-        test_root: str | None = None,
+        val: dict | None = None,
         eval_batch_size: int = 64,
     ) -> None:
         super().__init__()
@@ -65,21 +67,25 @@ class CaptionDataModule(L.LightningDataModule):
         if image_size:
             cfg["size"] = (image_size, image_size)
         self.transform = normalize_for(cfg)
-        self.val_root = Path(val_root) if val_root else Path(self.toy_cfg["root"]) / "val"
-        self.test_root = Path(test_root) if test_root else Path(self.toy_cfg["root"]) / "test"
+        self.val_cfg = {"datasets": ["toy"], "test_datasets": ["toy"], "data_root": None, "max_images": None}
+        self.val_cfg.update({k: v for k, v in (val or {}).items() if k in self.val_cfg})
+        self.val_root = Path(self.toy_cfg["root"]) / "val"  # the toy folders (written by prepare_data)
+        self.test_root = Path(self.toy_cfg["root"]) / "test"
+        self._eval_sets: dict[str, list[EvalDataset]] = {}
         self.skipped_total: dict[str, int] = {}
 
     # ---- data on disk -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Writes the toy val/test folders when they are missing (local rank 0 only, by Lightning)."""
+        """Writes the toy val/test folders a run uses when they are missing (local rank 0, by Lightning)."""
         from synseg.data.toy import write_folder
 
         for split, root in (("val", self.val_root), ("test", self.test_root)):
+            if "toy" not in self.val_cfg["datasets" if split == "val" else "test_datasets"]:
+                continue
             if root.is_dir() and (root / "classes.txt").is_file():
                 continue
-            if root.is_relative_to(Path(self.toy_cfg["root"])):
-                log.info("writing toy %s split to %s", split, root)
-                write_folder(root, split, self.toy_cfg[f"n_{split}"], self.toy_cfg["world_seed"])
+            log.info("writing toy %s split to %s", split, root)
+            write_folder(root, split, self.toy_cfg[f"n_{split}"], self.toy_cfg["world_seed"])
 
     # ---- training stream ----------------------------------------------------------------------------
     def build_source(self) -> Any:
@@ -129,6 +135,7 @@ class CaptionDataModule(L.LightningDataModule):
                 self.transform,
                 seed=self.toy_cfg["world_seed"],
                 image_size=self.toy_cfg["image_size"],
+                start_step=self.start_step,
             )
         return CaptionStream(
             self.source,
@@ -154,26 +161,51 @@ class CaptionDataModule(L.LightningDataModule):
         )
 
     # ---- segmentation val / test --------------------------------------------------------------------
-    def _seg_loader(self, root: Path) -> DataLoader:
-        ds = SegFolderDataset(root, self.transform)
-        # Every image once across ranks (strided, no padding duplicates); metrics are synced, not averaged.
-        sampler = range(self.rank, len(ds), self.world_size) if self.world_size > 1 else None
-        return DataLoader(
-            ds,
-            batch_size=self.hparams.eval_batch_size,
-            sampler=sampler,
-            num_workers=min(self.hparams.num_workers, 1),
-        )
+    def eval_sets(self, split: str) -> list[EvalDataset]:
+        """The val (a fixed subset of `val.max_images` each) or test sets, loaded once; EvalDataError when one
+        is missing (`check_eval_data` raises it before training starts)."""
+        if split not in self._eval_sets:
+            names = self.val_cfg["datasets" if split == "val" else "test_datasets"]
+            max_images = self.val_cfg["max_images"] if split == "val" else None
+            self._eval_sets[split] = load_eval_sets(
+                list(names or []), split, self.val_cfg["data_root"], self.toy_cfg["root"], max_images
+            )
+        return self._eval_sets[split]
 
-    def val_dataloader(self) -> DataLoader:
-        return self._seg_loader(self.val_root)
+    def check_eval_data(self, splits: tuple[str, ...] = ("val", "test")) -> None:
+        """Loads every configured val/test set (toy folders are written first): fails early, in one line."""
+        self.prepare_data()
+        for split in splits:
+            self.eval_sets(split)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._seg_loader(self.test_root)
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        workers = min(self.hparams.num_workers, 1)
+        return [
+            eval_loader(ds, self.hparams.eval_batch_size, workers, self.rank, self.world_size)
+            for ds in self.eval_sets(split)
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+    @property
+    def image_size(self) -> int:
+        """The training image size (the toy and folder sets are evaluated at it)."""
+        return int(self.transform.size)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) images of an eval batch -> float, normalised like the training images."""
+        x = images.float().div(255.0)
+        return (x - self.transform.mean.to(x.device)) / self.transform.std.to(x.device)
 
     @property
     def class_names(self) -> list[str]:
-        return SegFolderDataset(self.val_root, self.transform).classes
+        """Label names of the first val set (label 0 = "background" when it has one)."""
+        sets = self.eval_sets("val") or self.eval_sets("test")
+        return list(sets[0].classes) if sets else []
 
     # ---- resume ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

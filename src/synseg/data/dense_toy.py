@@ -15,7 +15,8 @@ from synseg.data.transforms import ImageTransform
 class DenseToyStream(IterableDataset):
     """Batches {"images": (B,3,S,S), "masks": (B,S,S) long, "labels": (B,C) bool} of toy split `dense`.
 
-    Batch k holds samples k*B .. k*B + B - 1 (workers take every n-th batch): a deterministic stream."""
+    Batch k holds samples k*B .. k*B + B - 1 (workers take every n-th batch): a deterministic stream that a
+    resumed run continues at batch `start_step`."""
 
     def __init__(
         self,
@@ -24,6 +25,7 @@ class DenseToyStream(IterableDataset):
         transform: ImageTransform,
         seed: int = 0,
         image_size: int = 64,
+        start_step: int = 0,
     ) -> None:
         from synseg.data.toy import CATEGORIES, ToyWorldConfig
 
@@ -34,17 +36,19 @@ class DenseToyStream(IterableDataset):
             seed,
         )
         self.config = ToyWorldConfig(image_size=image_size)
+        self.start_step = start_step
         self.num_classes = len(CATEGORIES)
 
     def __len__(self) -> int:
-        return self.num_batches
+        return self.start_step + self.num_batches  # the whole epoch (see CaptionStream.__len__)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         from synseg.data.toy import generate_sample
 
         info = get_worker_info()
         w, n = (info.id, info.num_workers) if info else (0, 1)
-        for k in range(w, self.num_batches, n):
+        for j in range(w, self.num_batches, n):
+            k = self.start_step + j  # batch k of the run: resumes exactly
             samples = [
                 generate_sample(self.seed, "dense", k * self.batch_size + i, self.config)
                 for i in range(self.batch_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from synseg.evaluation.evaluator import SegmentationEvaluator
+from synseg.evaluation.protocol import Protocol, build_protocol
+from synseg.evaluation.runner import update_with_batch
 
 log = logging.getLogger(__name__)
 
@@ -65,35 +68,52 @@ def wandb_logger(trainer: L.Trainer) -> WandbLogger | None:
 
 # ---- the callback ---------------------------------------------------------------------------------------
 class SegmentationEvalCallback(L.Callback):
-    """Runs a SegmentationEvaluator over the val / test dataloaders of a LightningModule that implements
-    `segment(images) -> (B, C_fg, H, W)` scores for the datamodule's foreground classes, and logs
-    `val/<dataset>/{mIoU, fg_pixel_acc, image_top1, act_in, act_bg, act_absent, threshold}` (test:
-    `test/<dataset>/...`).
+    """Evaluates a LightningModule that implements `set_classes(names, templates)` and `segment(images) ->
+    (B, C_fg, h, w)` scores on every val / test set of the datamodule (`datamodule.eval_sets(split)`: the toy
+    folders or real benchmarks, one dataloader each), under the evaluation `protocol` (configs/protocol: the
+    same resize, sliding window and templates as `make eval`), and logs
+    `val/<dataset>/{mIoU, fg_pixel_acc, image_top1, act_in, act_bg, act_absent, threshold}` (`test/...`).
 
-    Results (the evaluator's compute() dict) are stored in `pl_module.eval_results[split]`. Under DDP each
-    rank evaluates its own samples and the torchmetrics states are summed at compute, so every rank logs the
-    same values (logged with a max-reduction, which is exact for identical values)."""
+    Background threshold: a with-background set whose protocol gives no threshold (toy, folder) is validated at
+    `threshold` and, with `select_threshold_on_val`, its test uses the best threshold of the grid on val;
+    benchmarks use the protocol's own (GroupViT's, TCL's). Results (the evaluator's compute() dicts) land in
+    `pl_module.eval_results[split][dataset]`. Under DDP each rank scores its share of the images (every image
+    once, see `data.eval_sets`) and the torchmetrics states are summed at compute, so every rank logs the same
+    values (logged with a max-reduction, exact for identical values)."""
 
     def __init__(
         self,
-        dataset_name: str = "toy",
+        protocol: dict[str, Any] | None = None,
         threshold: float = 0.5,
         select_threshold_on_val: bool = False,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         n_images: int = 16,
         log_images: bool = True,
+        score_budget: float = 1e8,
     ) -> None:
         super().__init__()
-        self.dataset_name = dataset_name
+        self.protocol_cfg = dict(protocol or {})
         self.threshold = float(threshold)
-        self.test_threshold = float(threshold)  # replaced by the val best threshold when selected
         self.select_threshold_on_val = select_threshold_on_val
         self.thresholds = [float(t) for t in thresholds]
         self.n_images = n_images
         self.log_images = log_images
-        self.evaluators: dict[str, SegmentationEvaluator] = {}
+        self.score_budget = float(score_budget)
+        self.selected: dict[str, float] = {}  # dataset -> val-selected threshold (used by its test)
+        self.evaluators: dict[str, list[SegmentationEvaluator]] = {}
+        self._protocols: dict[str, list[Protocol]] = {}
+        self._names: dict[str, list[str]] = {}
+        self._current: tuple[str, int] | None = None
         self._samples: list[dict[str, Any]] = []
+        self._skipped: dict[str, list[int]] = {}
         self._skip_warned = False
+
+    # ---- resume: the val-selected thresholds travel in the checkpoint --------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"selected": dict(self.selected)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.selected = {str(k): float(v) for k, v in state_dict.get("selected", {}).items()}
 
     # ---- shared by val and test --------------------------------------------------------------------
     def _active(self, pl_module: L.LightningModule) -> bool:
@@ -106,64 +126,105 @@ class SegmentationEvalCallback(L.Callback):
             self._skip_warned = True
         return False
 
+    def protocol_for(self, dataset: Any, split: str, image_size: int | None) -> tuple[Protocol, bool]:
+        """(protocol of `dataset` for `split`, whether val selects its threshold)."""
+        protocol = build_protocol(dataset.name, dataset.has_background, self.protocol_cfg, image_size)
+        own = protocol.has_background and protocol.threshold_source != "config"  # no threshold of its own
+        selects = split == "val" and own and self.select_threshold_on_val
+        if own:
+            thr = self.selected.get(dataset.name, self.threshold) if split == "test" else self.threshold
+            source = "val-selected" if split == "test" and dataset.name in self.selected else "callback"
+            protocol = replace(protocol, threshold=thr, threshold_source=source)
+        return protocol, selects
+
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         if not self._active(pl_module):
             return
-        names = list(trainer.datamodule.class_names)
-        threshold = self.test_threshold if split == "test" else self.threshold
-        evaluator = SegmentationEvaluator(names, names[0] == "background", threshold, self.thresholds)
-        self.evaluators[split] = evaluator.to(pl_module.device)
+        dm = trainer.datamodule
+        sets = dm.eval_sets(split)
+        self._names[split] = [ds.name for ds in sets]
+        self._protocols[split], self.evaluators[split] = [], []
+        for ds in sets:
+            protocol, selects = self.protocol_for(ds, split, getattr(dm, "image_size", None))
+            evaluator = SegmentationEvaluator(
+                list(ds.classes),
+                ds.has_background,
+                protocol.threshold or 0.5,
+                self.thresholds if selects else None,
+                ignore_index=ds.ignore_index,
+            )
+            self._protocols[split].append(protocol)
+            self.evaluators[split].append(evaluator.to(pl_module.device))
+        self._skipped[split] = [0] * len(sets)
+        self._current = None
         self._samples = []
 
     def _batch(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict[str, Any], split: str
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict[str, Any], split: str, idx: int
     ) -> None:
-        evaluator = self.evaluators.get(split)
-        if evaluator is None:
+        evaluators = self.evaluators.get(split)
+        if not evaluators:
             return
-        images, target = batch["image"], batch["mask"]
-        scores = pl_module.segment(images)  # (B, C_fg, h, w)
-        if scores.shape[-2:] != target.shape[-2:]:
-            scores = resize_to(scores, target.shape[-2:])
-        evaluator.update(scores, target)
-        if split == "val" and self._want_images(trainer) and len(self._samples) < self.n_images:
-            self._keep_samples(trainer, images, evaluator.predict(scores.float()), target, batch.get("key"))
+        evaluator, protocol = evaluators[idx], self._protocols[split][idx]
+        if self._current != (split, idx):  # a new dataset: its class names, with the protocol's templates
+            names = evaluator.class_names[int(evaluator.has_background) :]
+            pl_module.set_classes(names, list(protocol.templates))
+            self._current = (split, idx)
+        self._skipped[split][idx] += len(batch.get("skipped", []))
+        normalize = trainer.datamodule.normalize
+        keep = None
+        if split == "val" and idx == 0 and self._want_images(trainer) and len(self._samples) < self.n_images:
+            keep = lambda scores, masks, names: self._keep_samples(batch, evaluator, scores, masks, names)
+        with torch.no_grad():
+            update_with_batch(
+                evaluator,
+                pl_module.segment,
+                lambda x: normalize(x.to(pl_module.device)),
+                batch,
+                protocol,
+                self.score_budget,
+                keep,
+            )
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
-        evaluator = self.evaluators.get(split)
-        if evaluator is None:
-            return
-        results = evaluator.compute()  # collective under DDP: every rank calls it
-        if split == "val" and self.select_threshold_on_val and evaluator.thresholds:
-            results["best_threshold"] = evaluator.best_threshold()
-        prefix = f"{split}/{self.dataset_name}"
-        for key in LOGGED:
-            pl_module.log(f"{prefix}/{key}", float(results[key]), sync_dist=True, reduce_fx="max")
-        if trainer.sanity_checking:
+        evaluators = self.evaluators.get(split)
+        if evaluators is None:
             return
         if not hasattr(pl_module, "eval_results"):
             pl_module.eval_results = {}
-        pl_module.eval_results[split] = results
-        if "best_threshold" in results:
-            self.test_threshold = results["best_threshold"]
         logger = wandb_logger(trainer)
-        if logger is not None and split == "val" and self._samples:
-            labels = class_labels(evaluator.class_names, evaluator.ignore_index)
+        for name, evaluator, skipped in zip(self._names[split], evaluators, self._skipped[split], strict=True):
+            results = evaluator.compute()  # collective under DDP: every rank calls it, in the same order
+            if evaluator.thresholds:  # the grid exists only where val selects the threshold
+                results["best_threshold"] = evaluator.best_threshold()
+            prefix = f"{split}/{name}"
+            for key in LOGGED:
+                pl_module.log(f"{prefix}/{key}", float(results[key]), sync_dist=True, reduce_fx="max")
+            pl_module.log(f"{prefix}/skipped", float(skipped), sync_dist=True, reduce_fx="sum")
+            if trainer.sanity_checking:
+                continue
+            pl_module.eval_results.setdefault(split, {})[name] = results
+            if "best_threshold" in results:
+                self.selected[name] = float(results["best_threshold"])
+            if logger is not None and split == "test":
+                logger.log_table(
+                    key=f"{prefix}/per_class_iou",
+                    columns=["class", "IoU"],
+                    data=iou_table_rows(results["per_class_iou"]),
+                    step=trainer.global_step,
+                )
+        if logger is not None and split == "val" and self._samples and not trainer.sanity_checking:
+            first = evaluators[0]
+            labels = class_labels(first.class_names, first.ignore_index)
             logger.log_image(
-                key=f"{prefix}/examples",
+                key=f"val/{self._names[split][0]}/examples",
                 images=[s["image"] for s in self._samples],
                 masks=[mask_overlays(s["pred"], s["target"], labels) for s in self._samples],
                 caption=[s["key"] for s in self._samples],
                 step=trainer.global_step,
             )
-        if logger is not None and split == "test":
-            logger.log_table(
-                key=f"{prefix}/per_class_iou",
-                columns=["class", "IoU"],
-                data=iou_table_rows(results["per_class_iou"]),
-                step=trainer.global_step,
-            )
         self._samples = []
+        self._current = None
 
     # ---- example images ------------------------------------------------------------------------------
     def _want_images(self, trainer: L.Trainer) -> bool:
@@ -176,20 +237,27 @@ class SegmentationEvalCallback(L.Callback):
         )
 
     def _keep_samples(
-        self, trainer: L.Trainer, images: Tensor, pred: Tensor, target: Tensor, keys: Sequence[str] | None
+        self,
+        batch: dict[str, Any],
+        evaluator: SegmentationEvaluator,
+        scores: Tensor,
+        masks: Tensor,
+        mask_names: Sequence[str],
     ) -> None:
-        """Keeps the first images of the (rank-0) val set with their prediction and ground truth."""
-        transform = getattr(trainer.datamodule, "transform", None)
-        mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-        if images.shape[-2:] != target.shape[-2:]:  # show the image at the mask's size
-            images = resize_to(images, target.shape[-2:])
-        for i in range(min(images.shape[0], self.n_images - len(self._samples))):
+        """Keeps the first images of the (rank-0) first val set with their prediction and ground truth."""
+        pred = evaluator.predict(scores.float())
+        by_name = dict(zip(batch["mask_name"], range(len(batch["mask_name"])), strict=True))
+        for j, mask_name in enumerate(mask_names):
+            if len(self._samples) >= self.n_images:
+                return
+            i = by_name[mask_name]
+            image = batch["image"][i]  # (3, H, W) uint8 at native size
             self._samples.append(
                 {
-                    "image": to_uint8(images[i], mean, std),
-                    "pred": pred[i].to(torch.uint8).cpu().numpy(),
-                    "target": target[i].to(torch.uint8).cpu().numpy(),
-                    "key": str(keys[i]) if keys is not None else str(len(self._samples)),
+                    "image": image.permute(1, 2, 0).cpu().numpy(),
+                    "pred": pred[j].to(torch.uint8).cpu().numpy(),
+                    "target": masks[j].to(torch.uint8).cpu().numpy(),
+                    "key": str(batch["key"][i]),
                 }
             )
 
@@ -206,7 +274,7 @@ class SegmentationEvalCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._batch(trainer, pl_module, batch, "val")
+        self._batch(trainer, pl_module, batch, "val", dataloader_idx)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end(trainer, pl_module, "val")
@@ -223,7 +291,7 @@ class SegmentationEvalCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._batch(trainer, pl_module, batch, "test")
+        self._batch(trainer, pl_module, batch, "test", dataloader_idx)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end(trainer, pl_module, "test")

@@ -98,6 +98,33 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 
 
 @torch.no_grad()
+def update_with_batch(
+    evaluator: SegmentationEvaluator,
+    segment: Callable[[Tensor], Tensor],
+    normalize: Callable[[Tensor], Tensor],
+    batch: dict[str, Any],
+    protocol: Protocol,
+    score_budget: float = 1e8,
+    on_scores: Callable[[Tensor, Tensor, list[str]], None] | None = None,
+) -> int:
+    """Scores one `collate_eval` batch under `protocol` and adds it to `evaluator`; returns the number of
+    images scored. `on_scores(scores, masks, mask_names)` sees each scored chunk (to save predictions)."""
+    n = 0
+    for images, masks, names in same_size_groups(batch):
+        # at most `score_budget` score values at native size per step (171 classes x 640 x 480 = 53M)
+        step = max(1, int(score_budget) // (evaluator.num_fg * images.shape[-2] * images.shape[-1]))
+        for s in range(0, len(names), step):
+            sl = slice(s, s + step)
+            scores = dense_scores(segment, normalize(images[sl]), protocol)  # (b, C_fg, H, W)
+            target = masks[sl].to(scores.device)
+            evaluator.update(scores, target)
+            if on_scores is not None:
+                on_scores(scores, target, names[sl])
+            n += len(names[sl])
+    return n
+
+
+@torch.no_grad()
 def evaluate_dataset(
     module: Any,
     dataset: Any,
@@ -120,20 +147,14 @@ def evaluate_dataset(
     skipped: list[str] = []
     start = time.perf_counter()
     bar = _progress(len(dataset), protocol.dataset, progress)
+    save = None
+    if out_dir is not None:
+        save = lambda scores, _masks, names: save_predictions(evaluator.predict(scores.float()), names, out_dir)
     try:
         for batch in loader:
             skipped.extend(skip_reason(item) for item in batch.get("skipped", []))
-            for images, masks, names in same_size_groups(batch):
-                # at most `score_budget` score values at native size per step (171 classes x 640 x 480 = 53M)
-                step = max(1, int(score_budget) // (evaluator.num_fg * images.shape[-2] * images.shape[-1]))
-                for s in range(0, len(names), step):
-                    sl = slice(s, s + step)
-                    scores = dense_scores(module.segment, normalize(images[sl]), protocol)  # (b, C_fg, H, W)
-                    evaluator.update(scores, masks[sl].to(normalize.device))
-                    if out_dir is not None:
-                        save_predictions(evaluator.predict(scores.float()), names[sl], out_dir)
-                    bar.update(len(names[sl]))
-            bar.update(len(batch.get("skipped", [])))
+            n = update_with_batch(evaluator, module.segment, normalize, batch, protocol, score_budget, save)
+            bar.update(n + len(batch.get("skipped", [])))
     finally:
         bar.close()
     seconds = time.perf_counter() - start

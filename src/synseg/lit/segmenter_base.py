@@ -98,27 +98,18 @@ class FrozenBackboneSegmenter(L.LightningModule):
         maps = torch.cat(out).view(b, c, *images.shape[-2:])
         return maps
 
-    def set_classes(self, names: list[str]) -> None:
-        """Encodes the foreground class names with the template ensemble for `segment`."""
-        templates = list(self.hparams.templates)
+    def set_classes(self, names: list[str], templates: list[str] | None = None) -> None:
+        """Encodes the foreground class names for `segment`, averaged over `templates` (the protocol's set;
+        default: the model's `templates`)."""
+        templates = list(templates or self.hparams.templates)
         self.class_text = self.backbone.encode_classnames(names, templates).to(self.device)
         raw = self.hparams.text_condition == "raw"
         self.class_cond = self.backbone.encode_classnames(names, templates, normalize=not raw).to(self.device)
 
-    def _dataset_classes(self) -> list[str]:
-        names = self.trainer.datamodule.class_names
-        return names[1:] if names and names[0] == "background" else names
-
-    def on_validation_epoch_start(self) -> None:
-        self.set_classes(self._dataset_classes())
-
-    def on_test_epoch_start(self) -> None:
-        self.set_classes(self._dataset_classes())
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Metrics are computed by `SegmentationEvalCallback`, which calls `segment`."""
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """See `validation_step`."""
 
     # ---- optimisation: the head only ------------------------------------------------------------------
@@ -143,10 +134,11 @@ class FrozenBackboneSegmenter(L.LightningModule):
         class, the training image size and the background threshold selected on val (None if never)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         transform = getattr(dm, "transform", None)
+        selected = [r["best_threshold"] for r in self.eval_results.get("val", {}).values() if "best_threshold" in r]
         return {
             "module": f"{type(self).__module__}.{type(self).__qualname__}",
             "image_size": getattr(transform, "size", None),
-            "threshold": self.eval_results.get("val", {}).get("best_threshold"),
+            "threshold": selected[0] if selected else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

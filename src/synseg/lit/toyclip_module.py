@@ -115,12 +115,16 @@ class ToyClipModule(L.LightningModule):
         self._hits[split] = [0, 0]
 
     def _step(self, split: str, batch: dict[str, Any]) -> None:
-        img = F.normalize(self.model.encode_image(batch["image"]), dim=-1)  # (B, D)
-        pred = (img @ self.class_text.T).argmax(1) + int(self.has_background)  # label id of the top class
-        for b in range(pred.shape[0]):
-            present = torch.unique(batch["mask"][b])
-            self._hits[split][0] += int((present == pred[b]).any())
-            self._hits[split][1] += 1
+        from synseg.evaluation.runner import same_size_groups
+
+        for images, masks, _ in same_size_groups(batch):  # uint8 images of the eval sets
+            x = self.trainer.datamodule.normalize(images.to(self.device))
+            img = F.normalize(self.model.encode_image(x), dim=-1)  # (B, D)
+            pred = (img @ self.class_text.T).argmax(1) + int(self.has_background)  # label id of the top class
+            for b in range(pred.shape[0]):
+                present = torch.unique(masks[b])
+                self._hits[split][0] += int((present.to(pred.device) == pred[b]).any())
+                self._hits[split][1] += 1
 
     def _end(self, split: str) -> None:
         hits = torch.tensor(self._hits[split], dtype=torch.float64, device=self.device)
@@ -130,7 +134,7 @@ class ToyClipModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._start("val")
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
@@ -139,7 +143,7 @@ class ToyClipModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start("test")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step("test", batch)
 
     def on_test_epoch_end(self) -> None:
