@@ -17,7 +17,16 @@ MODELS ?= maskclip dense_init synseg synseg_weak mixreorg
 SEEDS ?= 0 1 2
 STEPS ?=
 OVERWRITE ?=
-COMPARE_FLAGS = --name "$(NAME)" --models "$(MODELS)" --seeds "$(SEEDS)" $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --args "$(ARGS)"
+RESUME ?=
+DATA_ROOT ?=
+LOG_DIR ?= logs
+DRY_RUN ?=
+COMPARE_FLAGS = --name "$(NAME)" --models "$(MODELS)" --seeds "$(SEEDS)" $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --data "$(DATA)" $(if $(COMPARE_DATASETS),--datasets "$(COMPARE_DATASETS)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --args "$(ARGS)"
+COMPARE_DATASETS = $(if $(filter command line environment,$(origin DATASETS)),$(DATASETS))
+# ARGS reach Hydra as typed: no glob or brace expansion by the recipe's shell (data.shards.urls=/data/*.tar).
+NOGLOB := set -f +B;
+# make train: RESUME=1 continues logs/train/<RUN> from its last.ckpt; OVERWRITE=1 moves an existing one aside.
+TRAIN_FLAGS = $(if $(filter 1,$(RESUME)),resume=true) $(if $(filter 1,$(OVERWRITE)),overwrite=true) $(if $(DATA_ROOT),'val.data_root=$(DATA_ROOT)')
 STANDIN_CLIP := data/toyclip/toyclip-vit-p8c.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
@@ -37,16 +46,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP) ## Create .venv from requirements.txt plus the editable package (when missing or outdated)
 
-train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name ARGS='trainer=gpu ...'
+train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name [RESUME=1 | OVERWRITE=1] [DATA_ROOT=...] ARGS='trainer=gpu ...'
 	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | grep -v '^_' | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@test -f configs/data/$(DATA).yaml || { echo "DATA=$(DATA): unknown data config; expected one of: $$(ls configs/data | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
-	$(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(ARGS)
+	$(NOGLOB) $(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(TRAIN_FLAGS) $(ARGS)
 
-compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2"
-	@$(PY) -m synseg.compare $(COMPARE_FLAGS) --check-only
-	@$(MAKE) --no-print-directory toy-standins
-	$(PY) -m synseg.compare $(COMPARE_FLAGS)
+compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2" [DATA=cc12m DATASETS="voc20" DATA_ROOT=...]
+	@$(NOGLOB) $(PY) -m synseg.compare $(COMPARE_FLAGS) --check-only
+	@if [ "$(DATA)" = toy ]; then $(MAKE) --no-print-directory toy-standins; fi
+	$(NOGLOB) $(PY) -m synseg.compare $(COMPARE_FLAGS)
 
 toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
 $(STANDIN_CLIP): | $(STAMP)
@@ -76,7 +85,7 @@ eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.c
 	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi
 	@if [ -n "$(EVAL_MODEL)" ] || echo " $(DATASETS) " | grep -q " toy "; then $(MAKE) --no-print-directory toyclip; fi
 	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test; fi
-	$(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),model=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
+	$(NOGLOB) $(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),model=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
 
 toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 
@@ -105,8 +114,10 @@ format: venv ## ruff autofix + format
 benchmark: venv ## Data throughput benchmark (toy generator, tagging, loader/step ratio)
 	$(PY) benchmarks/data_throughput.py
 
-wandb-sync: venv ## Upload offline wandb runs under logs/
-	$(VENV)/bin/wandb sync --sync-all logs/train/*/wandb 2>/dev/null || $(VENV)/bin/wandb sync logs/train/*/wandb/offline-run-*
+wandb-sync: venv ## Upload the offline wandb runs of logs/train and logs/compare (DRY_RUN=1: only list them)
+	@runs=$$(find $(LOG_DIR)/train $(LOG_DIR)/compare -maxdepth 6 -type d -path '*/wandb/offline-run-*' -prune 2>/dev/null | sort); \
+	if [ -z "$$runs" ]; then echo "wandb-sync: no offline runs under $(LOG_DIR)/train or $(LOG_DIR)/compare"; exit 0; fi; \
+	$(VENV)/bin/wandb sync --yes $(if $(filter 1,$(DRY_RUN)),--dry-run) $$runs
 
 clean: ## Remove caches, logs and generated data (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache logs/train logs/eval outputs multirun

@@ -30,7 +30,14 @@ def test_every_group_has_options() -> None:
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
+def test_option_composes_and_instantiates(
+    group: str, option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if option == "slurm":  # Lightning reads the job's layout from SLURM's variables (as srun sets them)
+        slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "t", "SLURM_NODELIST": "n1"}
+        slurm.update({"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"})
+        for key, value in slurm.items():
+            monkeypatch.setenv(key, value)
     cfg = compose_train([f"{group}={option}", f"paths.root_dir={tmp_path}"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
@@ -41,8 +48,11 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
             cfg.model.backbone.pretrained = None
             if cfg.model.get("decoder_init") == "clipseg":
                 cfg.model.decoder_init = "random"
-        if group == "trainer" and option == "ddp_sim":
-            cfg.trainer.devices = 1  # instantiating a 2-process trainer is fine, but keep it light
+        if group == "trainer" and option in ("ddp_sim", "slurm", "ddp"):
+            cfg.trainer.devices, cfg.trainer.num_nodes = (
+                1,
+                1,
+            )  # instantiating a 2-process trainer: keep it light
     node = cfg[group] if group in ("data", "model", "trainer") else None
     if group in ("callbacks", "logger"):
         objs = instantiate_list(cfg[group])

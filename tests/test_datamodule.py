@@ -117,17 +117,75 @@ def test_corrupt_samples_are_counted_in_batches(tmp_path: Path, toy_folders: Pat
     assert total["image_undecodable"] == 3  # keys 000, 004, 008 skipped, counted once each
 
 
-def test_val_and_test_loaders_read_the_toy_folders(toy_folders: Path) -> None:
-    dm = make_dm(toy_folders, "toy", world=1, workers=0)
-    batch = next(iter(dm.val_dataloader()))
-    assert batch["image"].shape == (8, 3, 64, 64) and batch["mask"].shape == (8, 64, 64)
-    assert dm.class_names[0] == "background" and len(dm.class_names) == 11
-    dm.rank, dm.world_size = 1, 2  # strided split, no duplicates across ranks
-    assert len(dm.test_dataloader().sampler) == 12
-
-
 def test_unknown_source_is_a_clear_error() -> None:
     with pytest.raises(
         ValueError, match=r"data\.source: unknown source 'ftp'; expected one of toy, shards, hf"
     ):
         CaptionDataModule(source="ftp")
+
+
+BRACES = "/data/cc12m/{00000..01242}.tar"
+
+
+def _argv_of_make_train(args_as_typed: str) -> list[str]:
+    """The argv `make train DATA=shards ARGS=...` (typed in bash as written) passes to synseg.train."""
+    import shlex
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    cmd = f"make -n --no-print-directory train MODEL=synseg DATA=shards ARGS={args_as_typed}"
+    lines = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in lines.splitlines() if "-m synseg.train" in x)
+    prefix, rest = line.split("-m synseg.train", 1)
+    assert prefix.startswith("set -f +B;")  # the recipe's shell expands neither globs nor braces in ARGS
+    echo = "set -f +B; printf '%s\\n' " + rest  # bash parses the recipe line as make runs it
+    out = subprocess.run(["bash", "-c", echo], capture_output=True, text=True, check=True).stdout
+    assert shlex.split(prefix)[-1].endswith("python")
+    return out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("typed", "urls"),
+    [
+        (f'"\'data.shards.urls=\\"{BRACES}\\"\' trainer=cpu"', BRACES),  # braces: quoted for bash and Hydra
+        ("'data.shards.urls=/data/cc12m/*.tar trainer=cpu'", "/data/cc12m/*.tar"),  # a glob needs no quotes
+    ],
+)
+def test_shard_url_overrides_pass_through_make_and_hydra(typed: str, urls: str) -> None:
+    from synseg.data.sources import expand_urls
+    from tests.test_configs import compose_train
+
+    argv = _argv_of_make_train(typed)
+    assert argv[-1] == "trainer=cpu" and sum(a.startswith("data.shards.urls=") for a in argv) == 1
+    cfg = compose_train(argv)
+    assert cfg.data.source == "shards" and cfg.data.shards.urls == urls
+    if urls == BRACES:
+        expanded = expand_urls(cfg.data.shards.urls)
+        assert (
+            len(expanded) == 1243
+            and expanded[0] == "/data/cc12m/00000.tar"
+            and expanded[-1].endswith("01242.tar")
+        )
+    # python -m synseg.train with one level of quoting (for Hydra) composes the same value
+    assert compose_train(["data=shards", f"data.shards.urls='{urls}'"]).data.shards.urls == urls
+
+
+def test_cc3m_cc12m_preset_mixes_the_two_hub_collections(toy_shards: Path) -> None:
+    import hydra
+
+    from synseg.data.sources import expand_urls
+    from tests.test_configs import compose_train
+
+    cfg = compose_train(["data=cc3m_cc12m", "model=synseg"])
+    assert cfg.data.source == "shards" and cfg.data.shards.urls is None and cfg.data.image_size == 224
+    sources = cfg.data.shards.sources
+    assert [len(expand_urls(s.urls)) for s in sources] == [576, 2176]
+    assert all(s.urls.startswith("https://huggingface.co/datasets/pixparse/") for s in sources)
+    assert [s.weight for s in sources] == [2.9, 10.9] and cfg.val.datasets == ["voc20"]
+    # The same mix over local shards, through Hydra's override grammar and the DataModule's parser
+    first, last = f"{toy_shards}/train-00000{{0..2}}.tar", f"{toy_shards}/*7.tar"
+    local = f"[{{urls:'{first}',weight:2.9}},{{urls:'{last}',weight:1}}]"
+    cfg = compose_train(["data=cc3m_cc12m", f"data.shards.sources={local}", "data.backbone=toyclip-vit-p8c"])
+    source = hydra.utils.instantiate(cfg.data).build_source()
+    assert [len(s.urls) for s in source.sets] == [3, 1] and [s.weight for s in source.sets] == [2.9, 1.0]

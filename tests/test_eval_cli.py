@@ -151,7 +151,9 @@ def test_score_budget_splits_batches_without_changing_the_result(tmp_path: Path,
     assert split["toy/mIoU"] == pytest.approx(whole["toy/mIoU"], abs=1e-6)
 
 
-def test_bad_input_gives_one_clear_line(tmp_path: Path, toy_test: Path) -> None:
+def test_bad_input_gives_one_clear_line(
+    tmp_path: Path, toy_test: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = [
         "synseg.eval",
         f"ckpt={tmp_path / 'missing.ckpt'}",
@@ -162,7 +164,9 @@ def test_bad_input_gives_one_clear_line(tmp_path: Path, toy_test: Path) -> None:
     with pytest.MonkeyPatch.context() as mp, pytest.raises(SystemExit) as exit_:
         mp.setattr(sys, "argv", argv)
         main()
-    assert str(exit_.value.code).startswith("error: CKPT=") and "no such file" in str(exit_.value.code)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: CKPT=") and "no such file" in err[-1]
     with pytest.raises(LoadError, match="unknown dataset 'nope'; known: voc21"):
         evaluate(eval_cfg(tmp_path, "model=maskclip", RANDOM_BACKBONE, "datasets=nope"))
     with pytest.raises(LoadError, match="(?s)voc21: dataset missing.*VOCdevkit"):

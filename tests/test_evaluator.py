@@ -4,6 +4,7 @@ wandb run)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -189,44 +190,76 @@ def test_slide_inference_stitches_like_whole_image() -> None:
 
 
 # ---- the Lightning callback -----------------------------------------------------------------------------
-def toy_batchset(n: int = 6) -> list[dict[str, Any]]:
-    """16x16 images whose channels 0 / 1 mark classes a / b; masks at 32x32 (so scores are upsampled)."""
-    g = torch.Generator().manual_seed(3)
-    items = []
+def write_folder_set(root: Path, n: int, intensity: int, seed: int) -> None:
+    """A `folder`-layout set (background, a, b) of 32x32 images whose channel 0 / 1 marks class a / b with
+    `intensity` (the fake model's score grows with it), masks equal to the marks, pixel (0, 0) ignored."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\na\nb\n")
     for i in range(n):
-        coarse = torch.randint(0, 3, (2, 2), generator=g)
-        label = coarse.repeat_interleave(8, 0).repeat_interleave(8, 1)  # (16, 16)
-        image = torch.full((3, 16, 16), -5.0)
-        image[0][label == 1] = 5.0
-        image[1][label == 2] = 5.0
-        mask = label.repeat_interleave(2, 0).repeat_interleave(2, 1)  # (32, 32)
+        coarse = torch.randint(0, 3, (4, 4), generator=g)
+        label = coarse.repeat_interleave(8, 0).repeat_interleave(8, 1)  # (32, 32)
+        image = torch.zeros(32, 32, 3, dtype=torch.uint8)
+        image[..., 0][label == 1] = intensity
+        image[..., 1][label == 2] = intensity
+        mask = label.to(torch.uint8)
         mask[0, 0] = 255
-        items.append({"image": image, "mask": mask, "key": f"img{i}"})
-    return items
+        Image.fromarray(image.numpy()).save(root / "images" / f"img{i}.png")
+        Image.fromarray(mask.numpy()).save(root / "masks" / f"img{i}.png")
 
 
-class FakeData(L.LightningDataModule):
-    class_names = ["background", "a", "b"]
+class FolderData(L.LightningDataModule):
+    """The datamodule interface the callback reads: eval_sets, one loader per set, normalize, image_size."""
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(toy_batchset(), batch_size=4)
+    image_size = 16  # the "training size": the toy protocol resizes the 32x32 images to it
 
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(toy_batchset(), batch_size=4)
+    def __init__(self, val_root: Path, test_root: Path) -> None:
+        super().__init__()
+        from synseg.data.benchmarks import build_eval_dataset
+
+        self.sets = {
+            "val": [build_eval_dataset("toy", val_root)],
+            "test": [build_eval_dataset("toy", test_root)],
+        }
+
+    def eval_sets(self, split: str) -> list:
+        return self.sets[split]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float() / 255.0
+
+    def val_dataloader(self) -> list[DataLoader]:
+        from synseg.data.eval_sets import eval_loader
+
+        return [eval_loader(ds, 4, 0, 0, 1) for ds in self.sets["val"]]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        from synseg.data.eval_sets import eval_loader
+
+        return [eval_loader(ds, 4, 0, 0, 1) for ds in self.sets["test"]]
 
 
 class FakeSegmenter(L.LightningModule):
+    """Scores: a steep sigmoid of the marked channels around 0.5 of the full intensity."""
+
     def __init__(self) -> None:
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(()))
+        self.classes: list[str] = []
+
+    def set_classes(self, names: list[str], templates: list[str] | None = None) -> None:
+        self.classes = list(names)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(images[:, :2] * self.scale)  # (B, 2, h, w)
+        return torch.sigmoid((images[:, :2] - 0.5) * 4 * self.scale)  # (B, 2, h, w)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         return None
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         return None
 
 
@@ -241,10 +274,16 @@ class RecordingLogger:
         self.calls.append(("table", kwargs))
 
 
-def test_callback_validate_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_callback_tests_at_the_threshold_selected_on_val(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Val marks at full intensity (scores 0.88 on marks), test marks at 60% (scores 0.60): the val-selected
+    threshold is not the test set's own best, and the test must use it anyway."""
+    write_folder_set(tmp_path / "val", 6, 255, seed=3)
+    write_folder_set(tmp_path / "test", 6, 153, seed=4)
     rec = RecordingLogger()
     monkeypatch.setattr(cb_mod, "wandb_logger", lambda trainer: rec)
-    callback = SegmentationEvalCallback("toy", threshold=0.5, select_threshold_on_val=True, n_images=5)
+    callback = SegmentationEvalCallback({}, threshold=0.5, select_threshold_on_val=True, n_images=5)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -254,23 +293,37 @@ def test_callback_validate_and_test(monkeypatch: pytest.MonkeyPatch) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    model, data = FakeSegmenter(), FakeData()
+    model, data = FakeSegmenter(), FolderData(tmp_path / "val", tmp_path / "test")
     val = trainer.validate(model, datamodule=data, verbose=False)[0]
     for key in ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold"):
         assert f"val/toy/{key}" in val
-    assert val["val/toy/mIoU"] == 1.0 and val["val/toy/fg_pixel_acc"] == 1.0
-    # Bilinear upsampling (16 -> 32) leaks up to 0.25 + 0.1875 of a class score into neighbouring background
-    # pixels, so 0.45 is the first grid threshold that is perfect.
-    assert model.eval_results["val"]["best_threshold"] == 0.45
+    assert val["val/toy/fg_pixel_acc"] == 1.0 and model.classes == ["a", "b"]
+    val_results = model.eval_results["val"]["toy"]
+    chosen = val_results["best_threshold"]
+    assert chosen == max(val_results["mIoU_at"], key=lambda t: (val_results["mIoU_at"][t], -t))
+    assert callback.state_dict() == {"selected": {"toy": chosen}}  # travels in the checkpoint
+
     test = trainer.test(model, datamodule=data, verbose=False)[0]
-    assert test["test/toy/threshold"] == pytest.approx(0.45) and test["test/toy/mIoU"] == 1.0
-    assert set(model.eval_results) == {"val", "test"}
+    assert test["test/toy/threshold"] == pytest.approx(chosen)
+    # The test set's own best threshold differs and would score higher: the callback did not peek.
+    grid = SegmentationEvalCallback({}, threshold=0.5, select_threshold_on_val=True)
+    trainer.callbacks[0] = grid  # a fresh callback validating on the *test* set
+    data.sets["val"] = data.sets["test"]
+    trainer.validate(model, datamodule=data, verbose=False)
+    own = model.eval_results["val"]["toy"]
+    assert own["best_threshold"] != chosen
+    assert test["test/toy/mIoU"] == pytest.approx(own["mIoU_at"][chosen], abs=1e-6)
+    assert test["test/toy/mIoU"] < own["mIoU_at"][own["best_threshold"]]
 
     images = [kw for kind, kw in rec.calls if kind == "image"]
-    assert len(images) == 1 and len(images[0]["images"]) == 5 and images[0]["key"] == "val/toy/examples"
+    assert len(images[0]["images"]) == 5 and images[0]["key"] == "val/toy/examples"
     assert images[0]["images"][0].shape == (32, 32, 3) and images[0]["caption"][0] == "img0"
     table = next(kw for kind, kw in rec.calls if kind == "table")
-    assert table["key"] == "test/toy/per_class_iou" and table["data"][1] == ["a", 1.0]
+    assert table["key"] == "test/toy/per_class_iou" and [r[0] for r in table["data"]] == [
+        "background",
+        "a",
+        "b",
+    ]
 
     wandb = pytest.importorskip("wandb")  # the payloads are valid wandb objects (no run needed)
     masks = images[0]["masks"][0]

@@ -57,11 +57,25 @@ def test_loss_is_the_weighted_sum_of_its_terms(toy_batch: dict) -> None:
     assert MIXREORG_TERMS == ("seg", "orig", "rest")
 
 
-def test_mixing_layout_is_seeded_by_step(toy_batch: dict) -> None:
+def test_mixing_layout_is_seeded_by_step_and_is_a_slice_of_the_global_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import synseg.lit.mixreorg_module as mm
+
+    grid = (4, 4)
     module = make_module()
-    a = module.mix_generator().initial_seed()
-    assert a == make_module().mix_generator().initial_seed()
-    assert a != make_module(mix_seed=1).mix_generator().initial_seed()
+    steps = {}
+    for step in (0, 1, 7):
+        monkeypatch.setattr(MixReorgModule, "global_step", property(lambda self, s=step: s))
+        steps[step] = module.mix_layout(6, grid)
+        assert torch.equal(steps[step], make_module().mix_layout(6, grid))  # a function of (mix_seed, step)
+    assert not torch.equal(steps[0], steps[1]) and not torch.equal(steps[1], steps[7])
+    assert not torch.equal(make_module(mix_seed=1).mix_layout(6, grid), steps[7])
+    # Under DDP (2 ranks x 6 images) rank r mixes rows r*6.. of the 12-image layout, in its own indices.
+    full = module.mix_layout(12, grid)
+    for rank in (0, 1):
+        monkeypatch.setattr(mm, "rank_and_world", lambda r=rank: (r, 2))
+        torch.testing.assert_close(module.mix_layout(6, grid), full[rank * 6 : (rank + 1) * 6] - rank * 6)
 
 
 def test_segment_is_a_distribution_over_classes(toy_batch: dict) -> None:

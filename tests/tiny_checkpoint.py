@@ -23,7 +23,7 @@ def save_tiny_checkpoint(
 
     module = hydra.utils.instantiate(model_config("synseg", ["model.decoder_init=random", RANDOM_BACKBONE]))
     if threshold is not None:
-        module.eval_results = {"val": {"best_threshold": threshold}}
+        module.eval_results = {"val": {"toy": {"best_threshold": threshold}}}
     trainer = L.Trainer(
         logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu"
     )

@@ -47,3 +47,7 @@ def one_line(err: BaseException) -> str:
         if len(lines) > 1 and lines[-1].startswith(prefix):  # "pkg.Error: message" of a worker traceback
             return lines[-1][len(prefix) :]
     return lines[-1]
+
+
+class DataFileError(UserError, ValueError):
+    """An evaluation file that does not fit its dataset (mask size, label values, layout): names the file."""

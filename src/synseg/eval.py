@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from synseg.errors import UserError, one_line
 from synseg.evaluation.loading import (
     CONFIG_DIR,
     LoadError,
@@ -127,8 +129,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except LoadError as err:
-        raise SystemExit(f"error: {err}") from None
+    except UserError as err:  # bad checkpoint, dataset, mask or config value: one line, no traceback
+        print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
 
 
 if __name__ == "__main__":

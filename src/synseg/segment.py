@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from synseg.evaluation.loading import LoadError, load_segmenter, pick_device, preprocess_for, set_templates
+from synseg.errors import UserError, one_line
+from synseg.evaluation.loading import load_segmenter, pick_device, preprocess_for, set_templates
 from synseg.evaluation.protocol import Protocol, template_set
 from synseg.evaluation.runner import Normalizer, dense_scores
 
@@ -151,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             threshold_source="--background-threshold",
         )
         labels = predict(module, image, classes, protocol, device)
-    except (ValueError, LoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, UserError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
     out = Path(args.out)
     render_overlay(image, labels, classes, out)
     if args.mask_out:

@@ -1,21 +1,26 @@
 """Training entry point: `python -m synseg.train model=NAME data=toy seed=0 run_name=...` (see `make train`).
 
-A short story: seed; instantiate datamodule, model, callbacks, loggers, trainer; fit; test with the last
-checkpoint; write the resolved config and `metrics.json` into the run folder."""
+A short story: check the config; decide the run folder (fresh, resumed from its last checkpoint, or refused);
+seed; instantiate datamodule, model, callbacks, loggers, trainer; fit; test; write the resolved config and
+`metrics.json` into the run folder. A bad input ends in one line on stderr (exit 2; 1 for a run that had to
+stop), never a traceback; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from synseg.config_checks import validate_train_config
+from synseg.errors import CheckpointError, ConfigError, RunFolderError, UserError, one_line
 from synseg.models.registry import is_model, list_models
+from synseg.run_folder import RunDecision, is_launcher, prepare_run_folder
 
 log = logging.getLogger("synseg.train")
 CONFIG_DIR = os.environ.get("SYNSEG_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
@@ -34,36 +39,77 @@ def to_float(value: Any) -> float | Any:
     return float(value.item()) if hasattr(value, "item") else value
 
 
-def finalize_checkpoint_meta(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """`last.ckpt` is written before the last validation runs, so its `synseg_meta` threshold may lag; set it
-    to the threshold the test used (the one selected on val), which `make eval` reuses on the toy set."""
-    import torch
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Writes a JSON file atomically (a kill never leaves half a metrics.json)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
 
-    from synseg.lit.segmenter_base import META_KEY
 
-    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-    threshold = metrics.get("test/toy/threshold")
-    if not ckpt_path.is_file() or threshold is None:
-        return
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if META_KEY in ckpt:
-        ckpt[META_KEY]["threshold"] = float(threshold)
-        torch.save(ckpt, ckpt_path)
+def check_resume_checkpoint(ckpt: Path, cfg: DictConfig) -> None:
+    """A checkpoint to resume from must load weights-only, come from the same model and backbone, and leave
+    steps to train."""
+    from synseg.checkpoint_files import load_checkpoint_file
+
+    state = load_checkpoint_file(ckpt, what="ckpt_path")
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise CheckpointError(f"ckpt_path={ckpt}: not a training checkpoint (no global_step)")
+    if int(state["global_step"]) >= int(cfg.total_steps):
+        raise RunFolderError(
+            f"RESUME=1: {ckpt} finished at step {state['global_step']} of total_steps={cfg.total_steps}; "
+            "nothing to resume (raise total_steps to train on)"
+        )
+    hp = state.get("hyper_parameters", {})
+    want = OmegaConf.to_container(cfg.model, resolve=True)
+    theirs = (hp.get("backbone") or {}).get("model_name") or hp.get("model_name")
+    ours = (want.get("backbone") or {}).get("model_name") or want.get("model_name")
+    if theirs and ours and theirs != ours:
+        raise CheckpointError(f"ckpt_path={ckpt}: trained with backbone {theirs}, this run uses {ours}")
+    if hp.get("arch") and want.get("arch") and hp["arch"] != want["arch"]:
+        raise CheckpointError(
+            f"ckpt_path={ckpt}: a checkpoint of model {hp['arch']}, this run is {want['arch']}"
+        )
+
+
+def decide_run_folder(cfg: DictConfig) -> RunDecision:
+    """Fresh, resumed or refused (see synseg.run_folder); sets the wandb id of the decision."""
+    decision = prepare_run_folder(
+        cfg.paths.output_dir,
+        str(cfg.run_name),
+        cfg.get("resume", False),
+        bool(cfg.get("overwrite", False)),
+        cfg.get("ckpt_path"),
+    )
+    if decision.moved_to is not None:
+        log.info("previous run folder moved to %s", decision.moved_to)
+    if decision.ckpt_path is not None:
+        check_resume_checkpoint(decision.ckpt_path, cfg)
+        log.info("resuming from %s", decision.ckpt_path)
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if wandb is not None and decision.wandb_id:
+        wandb.id = decision.wandb_id  # unique per run folder, kept on resume
+    return decision
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Trains and tests one run as configured; returns the final metrics."""
     if not is_model(cfg.model.get("arch", "")):
-        raise SystemExit(
+        raise ConfigError(
             f"model.arch: unknown model {cfg.model.get('arch')!r}; registered: {', '.join(list_models())}"
         )
+    validate_train_config(OmegaConf.to_container(cfg, resolve=True))
     os.environ.setdefault("WANDB_MODE", "offline")  # wandb on, offline, unless the user chose a mode
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(cfg.seed, workers=True)
+    decision = decide_run_folder(cfg)
+    run_dir = decision.run_dir
+    if is_launcher():
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
+    import lightning as L  # the training stack, after every check that needs none of it
+
+    L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
+    if cfg.get("train", True) or cfg.get("test", True):
+        datamodule.check_eval_data()  # a missing val/test set: one line now, not after hours of training
     model = hydra.utils.instantiate(cfg.model)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -75,7 +121,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True) and getattr(model, "requires_training", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt = str(decision.ckpt_path) if decision.ckpt_path else None
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
     elif cfg.get("test", True) and hasattr(model, "segment"):
         trainer.validate(model, datamodule=datamodule)  # training-free: val still selects the threshold
@@ -96,10 +143,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         metrics.update({f"reference/{k}": v for k, v in refs.items() if v is not None})
         print(summary_table(cfg.run_name, metrics, refs))
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        write_json(run_dir / "metrics.json", metrics)
         if hasattr(model, "export"):
             model.export(metrics)
-        finalize_checkpoint_meta(run_dir, metrics)
         log.info("run folder: %s", run_dir)
         log.info(
             "metrics: %s",
@@ -108,9 +154,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def report_user_error(err: BaseException) -> int:
+    """Prints a user error as one line on stderr; returns its exit status."""
+    print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+    return getattr(err, "exit_code", 2)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    from hydra.errors import InstantiationException
+
+    try:
+        run(cfg)
+    except UserError as err:
+        sys.exit(report_user_error(err))
+    except InstantiationException as err:  # a constructor's own ValueError: one line naming the config node
+        cause = err.__cause__
+        if isinstance(cause, UserError | ValueError):
+            sys.exit(report_user_error(ConfigError(one_line(cause))))
+        raise
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ import torch  # noqa: E402
 SUPERVISION_COLOURS = {"none": "#9e9e9e", "dense-pretrained": "#ef6c00", "captions": "#1565c0"}
 
 
+def plain_dict(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict ({} for None)."""
+    from omegaconf import OmegaConf
+
+    return dict(OmegaConf.to_container(node, resolve=True)) if node is not None else {}
+
+
 def plot_compare(results: dict[str, Any], path: Path) -> None:
     methods = results["methods"]
     names = list(methods)
@@ -56,52 +63,57 @@ def plot_compare(results: dict[str, Any], path: Path) -> None:
 
 
 def load_run_model(run_dir: Path) -> tuple[Any, dict]:
-    """The model of a finished run: built from its resolved config, head weights from last.ckpt if any."""
+    """The model of a finished run, as `make eval` loads it: from checkpoints/last.ckpt (weights-only), or
+    built from the run's config for a training-free run; with the run's resolved config."""
     import hydra
     from omegaconf import OmegaConf
 
+    from synseg.evaluation.loading import load_checkpoint
+
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    model = hydra.utils.instantiate(cfg.model)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("backbone.") for k in missing):
-            raise ValueError(
-                f"{ckpt}: does not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+    # A run without a checkpoint trained nothing (maskclip, dense_init): its config rebuilds it exactly.
+    model = load_checkpoint(ckpt)[0] if ckpt.is_file() else hydra.utils.instantiate(cfg.model)
     return model.eval(), cfg
 
 
 def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None:
-    from synseg.data.segfolder import SegFolderDataset
-    from synseg.data.transforms import normalize_for
-    from synseg.models.clip_configs import preprocess_cfg
+    """The first `n_images` test images of the report's dataset: ground truth beside each method's
+    prediction (each at its run's test threshold), scored under the run's evaluation protocol."""
+    from synseg.data.eval_sets import load_eval_sets
+    from synseg.evaluation.loading import preprocess_for
+    from synseg.evaluation.protocol import build_protocol
+    from synseg.evaluation.runner import dense_scores
 
     runs = {n: Path(m["run_dirs"][0]) for n, m in results["methods"].items() if m["run_dirs"]}
     if not runs:
         return
-    preds, data = {}, None
+    preds, data, name_ds = {}, None, results["dataset"]
     for name, run_dir in runs.items():
         model, cfg = load_run_model(run_dir)
         if data is None:
-            test_root = cfg.data.get("test_root") or str(Path(cfg.data.toy.root) / "test")
-            pre = preprocess_cfg(cfg.data.backbone, None)
-            if cfg.data.get("image_size"):
-                pre["size"] = (cfg.data.image_size, cfg.data.image_size)
-            transform = normalize_for(pre)
-            ds = SegFolderDataset(test_root, transform)
+            (ds,) = load_eval_sets([name_ds], "test", cfg.val.get("data_root"), cfg.data.toy.root)
             data = [ds[i] for i in range(min(n_images, len(ds)))]
-            classes = ds.classes
+            data = [d for d in data if "skip" not in d]
+            classes, has_bg = list(ds.classes), ds.has_background
+            pre = preprocess_for(model)
+            mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+            protocol_cfg = plain_dict(cfg.get("protocol"))
+            image_size = int(cfg.data.image_size or 224)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        threshold = metrics.get(f"test/{results['dataset']}/threshold", 0.5)
-        model.set_classes(classes[1:] if classes[0] == "background" else classes)
-        scores = model.segment(torch.stack([d["image"] for d in data]))
-        best, idx = scores.max(1)
-        preds[name] = torch.where(best > threshold, idx + 1, 0) if classes[0] == "background" else idx
+        threshold = metrics.get(f"test/{name_ds}/threshold", 0.5)
+        protocol = build_protocol(name_ds, has_bg, protocol_cfg, image_size)
+        model.set_classes(classes[1:] if has_bg else classes, list(protocol.templates))
+        labels = []
+        with torch.no_grad():
+            for d in data:
+                x = (d["image"][None].float() / 255.0 - mean) / std
+                scores = dense_scores(model.segment, x, protocol)[0]  # (C_fg, H, W)
+                best, idx = scores.max(0)
+                labels.append(torch.where(best > threshold, idx + 1, 0) if has_bg else idx)
+        preds[name] = labels
     from synseg.segment import BACKGROUND_COLOUR, palette  # the overlay CLI's colours: one look everywhere
 
-    has_bg = classes[0] == "background"
     fg = palette(len(classes) - has_bg)
     ignore = np.array([[255, 255, 255]], np.uint8)  # label 255
     colours = np.concatenate([np.array([BACKGROUND_COLOUR], np.uint8)[:has_bg], fg, ignore])
@@ -112,10 +124,7 @@ def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None
     cols = ["image", "ground truth", *preds]
     fig, axes = plt.subplots(len(data), len(cols), figsize=(1.6 * len(cols), 1.6 * len(data)), squeeze=False)
     for i, d in enumerate(data):
-        image = d["image"]
-        axes[i, 0].imshow(
-            ((image - image.min()) / (image.max() - image.min() + 1e-8)).permute(1, 2, 0).numpy()
-        )
+        axes[i, 0].imshow(d["image"].permute(1, 2, 0).numpy())  # uint8 (H, W, 3) at native size
         show(axes[i, 1], d["mask"].numpy())
         for j, name in enumerate(preds, start=2):
             show(axes[i, j], preds[name][i].numpy())

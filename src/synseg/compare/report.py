@@ -11,7 +11,6 @@ from typing import Any
 from synseg.compare.methods import METHODS, TRAINED_VS_FREE
 from synseg.compare.stats import mean_std, paired_delta
 
-DATASET = "toy"  # the embedded default; benchmark datasets are evaluated by `make eval`
 DIAGNOSTICS = ("act_in", "act_bg", "act_absent", "fg_pixel_acc", "image_top1", "threshold")
 
 
@@ -19,12 +18,24 @@ def _f(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """results.json content: per method mean ± std over seeds, per-class IoU means, diagnostics, timing;
-    paired deltas; the reference levels (from any successful run)."""
+def test_datasets(rows: list[dict[str, Any]]) -> list[str]:
+    """The test sets the runs report (`test/<set>/mIoU` in their metrics), in name order."""
+    names = {
+        k.split("/")[1]
+        for r in rows
+        for k in r.get("metrics", {})
+        if k.startswith("test/") and k.endswith("/mIoU")
+    }
+    return sorted(names)
+
+
+def aggregate(rows: list[dict[str, Any]], dataset: str | None = None) -> dict[str, Any]:
+    """results.json content for one test set (default: the first the runs report): per method mean ± std
+    over seeds, per-class IoU means, diagnostics, timing; paired deltas; the reference levels."""
     methods: dict[str, Any] = {}
     refs: dict[str, float] = {}
-    prefix = f"test/{DATASET}"
+    dataset = dataset or next(iter(test_datasets(rows)), "toy")
+    prefix = f"test/{dataset}"
     for name in dict.fromkeys(r["method"] for r in rows):
         runs = [r for r in rows if r["method"] == name]
         ok = [r for r in runs if r["status"] == "ok"]
@@ -64,7 +75,7 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for a, b in pairs:
         if a in by_seed and b in by_seed:
             deltas[f"{a} - {b}"] = paired_delta(by_seed[a], by_seed[b])
-    return {"dataset": DATASET, "methods": methods, "paired_deltas": deltas, "references": refs}
+    return {"dataset": dataset, "methods": methods, "paired_deltas": deltas, "references": refs}
 
 
 def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
@@ -78,7 +89,8 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
         f"steps {steps}, same data, backbone and budget for every method. Extra overrides: "
         f"`{' '.join(config.get('args', [])) or 'none'}`. mIoU as fractions.",
         "",
-        "| method | supervision | toy mIoU (mean ± std) | per seed | wall s, all seeds | images/s | status |",
+        f"| method | supervision | {results['dataset']} mIoU (mean ± std) | per seed | wall s, all seeds | "
+        "images/s | status |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in methods.items():
@@ -124,7 +136,12 @@ def write_report(out: Path, rows: list[dict[str, Any]], config: dict[str, Any], 
     """Writes results.json, report.md, compare.png and (optionally) gallery.png; returns the markdown."""
     from synseg.compare.plots import plot_compare, plot_gallery
 
+    sets = test_datasets(rows)
     results = {**aggregate(rows), "config": config}
+    if len(sets) > 1:  # every other test set gets its own aggregate in results.json
+        results["other_datasets"] = {
+            name: aggregate(rows, name) for name in sets if name != results["dataset"]
+        }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     text = markdown(results, config)
     (out / "report.md").write_text(text)

@@ -3,6 +3,7 @@ seeds, one run after the other (a `python -m synseg.train` process each, never a
 a report.
 
     python -m synseg.compare --name NAME [--models "maskclip synseg ..."] [--seeds "0 1 2"] [--steps N]
+                             [--data toy|cc12m|...] [--datasets "voc20 ..."] [--data-root DIR]
                              [--args "hydra overrides for every run"] [--overwrite]
 
 Runs go to <log-dir>/compare/NAME/<method>-s<seed>/ (with <method>-s<seed>.log beside), the report to
@@ -55,12 +56,27 @@ def parse_models(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run_one(method: str, seed: int, run_dir: Path, steps: int | None, group: str, extra: list[str]) -> dict:
-    """One training (or evaluation-only) run in its own process; returns its row (status, metrics, time)."""
+def data_overrides(data: str, datasets: list[str] | None, data_root: str | None) -> list[str]:
+    """Hydra overrides that put every run of a compare on the same data and val/test sets."""
+    out = [f"data={data}"]
+    if datasets:
+        names = ",".join(datasets)
+        out += [f"val.datasets=[{names}]", f"val.test_datasets=[{names}]"]
+    if data_root:
+        out.append(f"val.data_root={data_root}")
+    return out
+
+
+def run_one(
+    method: str, seed: int, run_dir: Path, steps: int | None, group: str, extra: list[str], name: str = ""
+) -> dict:
+    """One training (or evaluation-only) run in its own process; returns its row (status, metrics, time).
+    The run is named `<compare name>-<method>-s<seed>` (its wandb name; the wandb id is unique per folder)."""
     m = METHODS[method]
+    run_name = f"{name}-{method}-s{seed}" if name else f"{method}-s{seed}"
     cmd = [
         sys.executable, "-m", "synseg.train",
-        f"model={m.model}", f"seed={seed}", f"run_name={method}-s{seed}", f"hydra.run.dir={run_dir}",
+        f"model={m.model}", f"seed={seed}", f"run_name={run_name}", f"hydra.run.dir={run_dir}",
         f"+wandb_group={group}", *m.overrides, *([f"total_steps={steps}"] if steps else []), *extra,
     ]  # fmt: skip
     log_path = run_dir.with_suffix(".log")
@@ -77,7 +93,7 @@ def run_one(method: str, seed: int, run_dir: Path, steps: int | None, group: str
         return {**row, "status": f"failed (exit {code})"}
     metrics = json.loads(metrics_path.read_text())
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    n_eval = int(cfg.data.toy.get("n_val", 0)) + int(cfg.data.toy.get("n_test", 0))
+    n_eval = sum(int(v) for k, v in metrics.items() if k.endswith("/n_images"))
     images = int(metrics.get("global_step", 0)) * int(cfg.data.batch_size) + n_eval
     return {
         **row,
@@ -96,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--steps", type=int, default=None, help="optimiser steps of every trained run (default: config)"
     )
+    p.add_argument("--data", default="toy", help="data config of every run (configs/data)")
+    p.add_argument("--datasets", default=None, help="val/test sets of every run (default: the data's own)")
+    p.add_argument("--data-root", default=None, help="DATA_ROOT of the benchmark sets")
     p.add_argument("--args", default="", help="Hydra overrides passed to every run (quoted)")
     p.add_argument("--out", default="reports/compare", help="report root")
     p.add_argument("--log-dir", default="logs", help="run root (runs go to <log-dir>/compare/NAME)")
@@ -114,8 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.steps is not None and args.steps < 1:
             raise CompareError(f"STEPS={args.steps}: expected a positive number of steps")
         out = Path(args.out) / args.name
-        if out.exists() and not args.overwrite:
-            raise CompareError(f"NAME={args.name}: {out} exists; choose another NAME or pass OVERWRITE=1")
+        run_root = Path(args.log_dir) / "compare" / args.name
+        for path in (out, run_root):
+            if path.exists() and not args.overwrite:
+                raise CompareError(
+                    f"NAME={args.name}: {path} exists; choose another NAME or pass OVERWRITE=1"
+                )
+        datasets = args.datasets.replace(",", " ").split() if args.datasets else None
+        if args.datasets is not None and not datasets:
+            raise CompareError("DATASETS='': expected one or more dataset names, e.g. DATASETS=voc20")
     except CompareError as err:
         print(f"compare: {err}", file=sys.stderr)
         return 2
@@ -123,26 +149,39 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from synseg.compare.report import write_report
 
-    run_root = Path(args.log_dir) / "compare" / args.name
     for path in (out, run_root):
         if path.exists():
-            shutil.rmtree(path)  # only reached with --overwrite (checked above for the report)
+            shutil.rmtree(path)  # only reached with --overwrite (checked above)
     out.mkdir(parents=True)
-    extra = shlex.split(args.args)
+    extra = data_overrides(args.data, datasets, args.data_root) + shlex.split(args.args)
     plan = [(m, s) for m in models for s in seeds]
     rows = []
     bar = tqdm(plan, desc="compare", unit="run")
     for method, seed in bar:
         bar.set_postfix_str(f"{method} seed {seed}")
-        row = run_one(method, seed, run_root / f"{method}-s{seed}", args.steps, f"compare-{args.name}", extra)
-        miou = row.get("metrics", {}).get("test/toy/mIoU")
+        row = run_one(
+            method, seed, run_root / f"{method}-s{seed}", args.steps, f"compare-{args.name}", extra, args.name
+        )
+        metrics = row.get("metrics", {})
+        miou = next(
+            (v for k, v in sorted(metrics.items()) if k.startswith("test/") and k.endswith("/mIoU")), None
+        )
         tqdm.write(
             f"  {method:<12} seed {seed}: {row['status']:<16} "
             + (f"test mIoU {miou:.3f}  " if miou is not None else "")
             + f"{row['seconds']:.0f} s  log {row['log']}"
         )
         rows.append(row)
-    config = {"name": args.name, "models": models, "seeds": seeds, "steps": args.steps, "args": extra}
+    config = {
+        "name": args.name,
+        "models": models,
+        "seeds": seeds,
+        "steps": args.steps,
+        "data": args.data,
+        "datasets": datasets,
+        "data_root": args.data_root,
+        "args": extra,
+    }
     table = write_report(out, rows, config, gallery=not args.no_gallery)
     print(table)
     print(f"report: {out}/report.md")

@@ -10,6 +10,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from synseg.data.segfolder import IMAGE_SUFFIXES, read_classes
+from synseg.errors import DataFileError
 
 _SPLIT_NOTE = "one <id> per line"
 
@@ -141,7 +142,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 def benchmark_spec(name: str) -> BenchmarkSpec:
     """The spec registered under `name`; an unknown name is a ValueError listing the known ones."""
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
+        raise DataFileError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
     return BENCHMARKS[name]
 
 
@@ -158,11 +159,11 @@ def benchmark_classes(name: str, root: str | Path | None = None) -> list[str]:
     if spec.packaged_classes:
         return list(_packaged_classes(name))
     if root is None:
-        raise ValueError(f"{name}: its classes are in <root>/classes.txt; pass the root")
+        raise DataFileError(f"{name}: its classes are in <root>/classes.txt; pass the root")
     path = Path(root) / "classes.txt"
     classes = read_classes(path)
     if not classes:
-        raise ValueError(f"{path}: no class names; expected one name per line (line i = label i)")
+        raise DataFileError(f"{path}: no class names; expected one name per line (line i = label i)")
     return classes
 
 
@@ -243,7 +244,7 @@ def find_samples(spec: BenchmarkSpec, root: Path) -> list[Sample]:
         stems = [k for k, _ in pairs]
         dupes = sorted({k for k in stems if stems.count(k) > 1})
         if dupes:
-            raise ValueError(
+            raise DataFileError(
                 f"{image_dir}: several images share the stem(s) {dupes[:5]}; expected one per mask"
             )
 

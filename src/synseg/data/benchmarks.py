@@ -22,6 +22,7 @@ from synseg.data.benchmark_layouts import (
     benchmark_spec,
     find_samples,
 )
+from synseg.errors import DataFileError
 
 __all__ = [
     "BENCHMARKS",
@@ -87,7 +88,7 @@ class EvalDataset(Dataset):
             1 if reduce_zero_label else 0
         )  # distinct non-ignore values in the files
         if n_file > IGNORE_INDEX:
-            raise ValueError(f"{name}: {len(self.classes)} classes; expected at most 255 (255 is ignore)")
+            raise DataFileError(f"{name}: {len(self.classes)} classes; expected at most 255 (255 is ignore)")
         self._file_values = n_file
         # file value -> label (int64), -1 for values that are not allowed
         lut = np.full(256, -1, dtype=np.int64)
@@ -113,7 +114,7 @@ class EvalDataset(Dataset):
         bad = [int(v) for v in present if not 0 <= v <= IGNORE_INDEX or self._lut[v] < 0]
         if bad:
             zero = " (0 = background/other, ignored)" if self.reduce_zero_label else ""
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: label value(s) {bad[:8]} outside 0..{self._file_values - 1}{zero} and not 255 "
                 f"(ignore); expected {self.name} labels: {self.labels or f'{len(self.classes)} classes'}"
             )
@@ -127,12 +128,12 @@ class EvalDataset(Dataset):
         except _DecodeError as err:
             return {"key": sample.key, "skip": str(err)}
         if mode not in _LABEL_MODES or mask.ndim != 2:
-            raise ValueError(
+            raise DataFileError(
                 f"{sample.mask}: mask has PIL mode {mode} (shape {mask.shape}); expected a single-channel "
                 "label PNG (mode P: palette index = label, or L: grey value = label), not a colour rendering"
             )
         if mask.shape != image.shape[:2]:
-            raise ValueError(
+            raise DataFileError(
                 f"{sample.mask}: mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from its image "
                 f"{sample.image.name} {image.shape[1]}x{image.shape[0]}; expected equal sizes"
             )

@@ -3,7 +3,13 @@
 Every rank gets exactly `num_batches` batches; within a rank, worker w builds the batches k with
 k % num_workers == w, so the DataLoader's round robin returns them in order. On the toy source, batch k of
 rank r holds the toy samples ((start_step + k) * world_size + r) * B + i, i < B: the order is a pure
-function of (seed, global sample index) and a resumed run continues exactly where it stopped."""
+function of (seed, global sample index) and a resumed run continues exactly where it stopped.
+
+Shard and hf sources: global batch k is built from *lane* k % num_workers of its rank, an endless record
+stream whose order is a pure function of (seed, rank, lane, world size, lanes, pass) (`sources.py`). After
+a resume at step s, worker w serves lane (s + w) % num_workers, so every lane continues its own stream.
+Each batch carries `stream` = {rank, lane, batch, state}: the lane's position after the batch, which the
+datamodule records when the batch is consumed (`stream_state`) and saves in the checkpoint."""
 
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from synseg.data.records import SkipCounter, decode_record
+from synseg.data.records import DecodeOptions, SkipCounter, decode_record
 from synseg.data.transforms import ImageTransform
+from synseg.errors import DataStreamError
 
 
 class PromptTokenizer:
@@ -58,6 +65,23 @@ class PromptTokenizer:
         return out
 
 
+def next_samples(
+    records: Iterator[dict[str, Any]], lane: Any, n: int, skips: SkipCounter, options: DecodeOptions
+) -> list[dict[str, Any]]:
+    """The next `n` usable samples {"key", "url", "image", "caption"} of a lane's records (skips counted)."""
+    samples = []
+    while len(samples) < n:
+        rec = next(records)
+        decoded = decode_record(rec, skips, options)
+        if decoded is None:
+            continue
+        lane.used()
+        skips.used()
+        key, url = str(rec.get("__key__", "")), str(rec.get("__url__", ""))
+        samples.append({"key": key, "url": url, "image": decoded[0], "caption": decoded[1]})
+    return samples
+
+
 class CaptionStream(IterableDataset):
     """Yields whole batches (dicts); use with `DataLoader(batch_size=None)`."""
 
@@ -73,11 +97,17 @@ class CaptionStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
+        lane_states: list[Any] | None = None,
+        decode_options: DecodeOptions | None = None,
+        max_consecutive_skips: int | None = None,
     ) -> None:
         self.source, self.batch_size, self.num_batches = source, batch_size, num_batches
         self.tagger, self.tokenizer, self.transform = tagger, tokenizer, transform
         self.k, self.rank, self.world_size = max_categories, rank, world_size
         self.start_step = start_step
+        self.lane_states = lane_states
+        self.decode_options = decode_options or DecodeOptions()
+        self.max_consecutive_skips = max_consecutive_skips
 
     def __len__(self) -> int:
         # The length of the whole (single) epoch: Lightning resumes mid-epoch at batch `start_step` and must
@@ -91,45 +121,40 @@ class CaptionStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         w, n_workers = self._worker()
         my_batches = range(w, self.num_batches, n_workers)
+        lane_id = (self.start_step + w) % n_workers
         if getattr(self.source, "is_toy", False):
             for k in my_batches:
                 step = self.start_step + k
                 first = (step * self.world_size + self.rank) * self.batch_size
                 samples = [self.source.sample(first + i) for i in range(self.batch_size)]
-                yield self._batch(samples, Counter())
+                yield self._batch(samples, Counter(), Counter(), self._stream(lane_id, step, None))
             return
-        skips = SkipCounter()
-        records = self._records(w, n_workers, skips)
-        for _ in my_batches:
-            reported = Counter(skips.counts)
-            samples = []
-            while len(samples) < self.batch_size:
-                rec = next(records)
-                decoded = decode_record(rec, skips)
-                if decoded is not None:
-                    samples.append(
-                        {"key": str(rec.get("__key__", "")), "image": decoded[0], "caption": decoded[1]}
-                    )
-            yield self._batch(samples, skips.counts - reported)
-
-    def _records(self, worker: int, n_workers: int, skips: SkipCounter) -> Iterator[dict[str, Any]]:
-        """Endless records of this rank x worker: pass after pass, reshuffled each time (open_clip's
-        resampling), so every rank yields its batches even when shards hold unequal sample counts."""
-        pass_idx = 0
-        while True:
-            n = 0
-            for rec in self.source.records(self.rank, self.world_size, worker, n_workers, pass_idx, skips):
-                n += 1
-                yield rec
-            if n == 0:
-                raise RuntimeError(
-                    f"data source gave rank {self.rank} worker {worker} no record in a whole "
-                    f"pass: too few shards or samples for {self.world_size} ranks x {n_workers} "
-                    "workers"
+        skips = SkipCounter(
+            limit=self.max_consecutive_skips,
+            source=f"{self.source.name} (rank {self.rank} worker {w})",
+        )
+        states = self.lane_states or [None] * n_workers
+        if len(states) != n_workers:  # a DataLoader with other workers than the datamodule's
+            if any(s is not None for s in states):
+                raise DataStreamError(
+                    f"{self.source.name}: resumed stream positions are for {len(states)} worker(s), the "
+                    f"DataLoader has {n_workers}; build it with data.num_workers workers"
                 )
-            pass_idx += 1
+            states = [None] * n_workers
+        lane = self.source.lane(self.rank, self.world_size, lane_id, n_workers, states[lane_id], skips)
+        records = iter(lane)
+        for k in my_batches:
+            skipped, converted = Counter(skips.counts), Counter(skips.converted)
+            samples = next_samples(records, lane, self.batch_size, skips, self.decode_options)
+            stream = self._stream(lane_id, self.start_step + k, lane.state())
+            yield self._batch(samples, skips.counts - skipped, skips.converted - converted, stream)
 
-    def _batch(self, samples: list[dict[str, Any]], skipped: Counter) -> dict[str, Any]:
+    def _stream(self, lane: int, step: int, state: Any) -> dict[str, Any]:
+        return {"rank": self.rank, "lane": lane, "batch": step, "state": state}
+
+    def _batch(
+        self, samples: list[dict[str, Any]], skipped: Counter, converted: Counter, stream: dict[str, Any]
+    ) -> dict[str, Any]:
         captions = [s["caption"] for s in samples]
         categories = [cats[: self.k] for cats in self.tagger.tag(captions)]
         valid = torch.zeros(len(samples), self.k, dtype=torch.bool)
@@ -144,7 +169,9 @@ class CaptionStream(IterableDataset):
             "category_valid": valid,  # (B, K)
             "keys": [s["key"] for s in samples],
             "skipped": {reason: int(n) for reason, n in skipped.items()},
+            "converted": {kind: int(n) for kind, n in converted.items()},
             "no_category": int((~valid.any(1)).sum()),
+            "stream": stream,  # popped by CaptionDataModule.on_before_batch_transfer
         }
         if "labels" in samples[0]:  # toy ground-truth image labels, for diagnostics only
             batch["image_labels"] = torch.from_numpy(np.stack([s["labels"] for s in samples]))

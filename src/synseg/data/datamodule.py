@@ -1,7 +1,9 @@
 """`CaptionDataModule`: the one LightningDataModule every method trains on.
 
-Training: image-caption batches from the toy world, local tar shards or a Hugging Face stream, tagged into
-categories (see `caption_stream`). Validation / test: the sets of the `val` config (the toy folders, or real
+Training: image-caption batches from the toy world, webdataset tar shards (local, pipe: or https://, one
+set or a weighted mix) or a Hugging Face stream, tagged into categories (see `caption_stream`); the stream
+positions of consumed batches go into the checkpoint so a resume continues the data exactly
+(`stream_state`). Validation / test: the sets of the `val` config (the toy folders, or real
 benchmarks under DATA_ROOT), one loader per set, every image on exactly one rank (see `eval_sets`)."""
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from synseg.data.caption_stream import CaptionStream, PromptTokenizer
 from synseg.data.benchmarks import EvalDataset
+from synseg.data.caption_stream import CaptionStream, PromptTokenizer
 from synseg.data.dense_toy import DenseToyStream
 from synseg.data.eval_sets import eval_loader, load_eval_sets
-from synseg.data.sources import SOURCES, HFSource, ShardSource, ToySource
+from synseg.data.records import DecodeOptions
+from synseg.data.sources import SOURCES, ShardSource, ToySource
+from synseg.data.stream_state import StreamPositions
 from synseg.data.tagging import CategoryTagger
 from synseg.data.transforms import normalize_for
+from synseg.errors import ConfigError
 from synseg.models.clip_configs import STANDIN_CLIP, preprocess_cfg
 
 log = logging.getLogger(__name__)
@@ -47,10 +52,12 @@ class CaptionDataModule(L.LightningDataModule):
         tagger: dict | None = None,
         val: dict | None = None,
         eval_batch_size: int = 64,
+        faults: dict | None = None,
+        decode: dict | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
-            raise ValueError(f"data.source: unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+            raise ConfigError(f"data.source: unknown source {source!r}; expected one of {', '.join(SOURCES)}")
         self.save_hyperparameters(logger=False)
         self.toy_cfg = {
             "world_seed": 0,
@@ -61,6 +68,9 @@ class CaptionDataModule(L.LightningDataModule):
             **(toy or {}),
         }
         self.tagger_cfg = {"max_categories": 4, **(tagger or {})}
+        self.max_consecutive_skips = parse_faults(faults)
+        self.decode_options = DecodeOptions.from_config(decode)
+        self.positions = StreamPositions()
         self.start_step = 0
         self.rank, self.world_size = 0, 1
         cfg = preprocess_cfg(backbone, pretrained)
@@ -72,7 +82,6 @@ class CaptionDataModule(L.LightningDataModule):
         self.val_root = Path(self.toy_cfg["root"]) / "val"  # the toy folders (written by prepare_data)
         self.test_root = Path(self.toy_cfg["root"]) / "test"
         self._eval_sets: dict[str, list[EvalDataset]] = {}
-        self.skipped_total: dict[str, int] = {}
 
     # ---- data on disk -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -89,27 +98,17 @@ class CaptionDataModule(L.LightningDataModule):
 
     # ---- training stream ----------------------------------------------------------------------------
     def build_source(self) -> Any:
+        """The training source of `data.source` (None for `dense`, see `train_dataset`)."""
         hp = self.hparams
         if hp.source == "dense":
-            return None  # see train_dataset
+            return None
         if hp.source == "toy":
             return ToySource(seed=hp.seed, split="train", image_size=self.toy_cfg["image_size"])
         if hp.source == "shards":
-            cfg = dict(hp.shards or {})
-            if not cfg.get("urls"):
-                raise ValueError("data.shards.urls: missing; expected a tar glob such as data/shards/*.tar")
-            return ShardSource(cfg["urls"], seed=hp.seed, shuffle_buffer=cfg.get("shuffle_buffer", 1000))
-        cfg = dict(hp.hf or {})
-        if not cfg.get("path"):
-            raise ValueError("data.hf.path: missing; expected a dataset name such as pixparse/cc3m-wds")
-        return HFSource(
-            cfg["path"],
-            cfg.get("name"),
-            cfg.get("split", "train"),
-            cfg.get("data_files"),
-            seed=hp.seed,
-            shuffle_buffer=cfg.get("shuffle_buffer", 1000),
-        )
+            return ShardSource.from_config(dict(hp.shards or {}), seed=hp.seed)
+        from synseg.data.hf_source import HFSource
+
+        return HFSource.from_config(dict(hp.hf or {}), seed=hp.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:
@@ -121,13 +120,25 @@ class CaptionDataModule(L.LightningDataModule):
             self.tagger = CategoryTagger(**self.tagger_cfg)
             log.info("caption tagger pipeline: %s", self.tagger.pipeline_name)
 
+    @property
+    def num_lanes(self) -> int:
+        """Record streams per rank: one per DataLoader worker (one without workers)."""
+        return max(1, int(self.hparams.num_workers))
+
+    def _fingerprint(self) -> str | None:
+        source = getattr(self, "source", None)
+        return source.fingerprint() if source is not None else None
+
     def train_dataset(self) -> CaptionStream | DenseToyStream:
         hp = self.hparams
         remaining = hp.total_steps - self.start_step
         if remaining <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.total_steps: {hp.total_steps} leaves no batch after step {self.start_step}"
             )
+        lanes = self.positions.resume(
+            hp.source, self._fingerprint(), self.rank, self.world_size, self.num_lanes
+        )
         if hp.source == "dense":  # masks of the disjoint `dense` split, for the stand-in CLIPSeg decoder
             return DenseToyStream(
                 hp.batch_size,
@@ -136,6 +147,20 @@ class CaptionDataModule(L.LightningDataModule):
                 seed=self.toy_cfg["world_seed"],
                 image_size=self.toy_cfg["image_size"],
                 start_step=self.start_step,
+                rank=self.rank,
+                world_size=self.world_size,
+            )
+        if self.rank == 0 and hasattr(self.source, "plan"):
+            for line in self.source.plan(self.world_size, self.num_lanes):
+                log.info(line)
+        if self.rank == 0 and self.start_step > 0:
+            restored = sum(s is not None for s in lanes)
+            log.info(
+                "data: the training stream resumes at batch %d (%d of %d lane positions restored; each lane "
+                "re-reads at most its current shard up to the position and one shuffle block)",
+                self.start_step,
+                restored,
+                len(lanes),
             )
         return CaptionStream(
             self.source,
@@ -148,6 +173,9 @@ class CaptionDataModule(L.LightningDataModule):
             self.rank,
             self.world_size,
             self.start_step,
+            lane_states=lanes,
+            decode_options=self.decode_options,
+            max_consecutive_skips=self.max_consecutive_skips,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -159,6 +187,12 @@ class CaptionDataModule(L.LightningDataModule):
             persistent_workers=False,
             prefetch_factor=4 if workers else None,
         )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Lightning calls this once per consumed batch: records the training stream's position."""
+        if isinstance(batch, dict) and isinstance(batch.get("stream"), dict):
+            self.positions.consumed(batch.pop("stream"))
+        return batch
 
     # ---- segmentation val / test --------------------------------------------------------------------
     def eval_sets(self, split: str) -> list[EvalDataset]:
@@ -209,9 +243,27 @@ class CaptionDataModule(L.LightningDataModule):
 
     # ---- resume ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        step = self.trainer.global_step if self.trainer is not None else self.start_step
-        return {"global_step": int(step), "skipped": dict(self.skipped_total)}
+        """The stream positions (see `stream_state`); a collective under DDP, as Lightning calls it on
+        every rank."""
+        step = self.trainer.global_step if self.trainer is not None else self.positions.next_batch
+        return self.positions.state_dict(
+            self.hparams.source, self._fingerprint(), self.rank, self.world_size, self.num_lanes, step
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.start_step = int(state.get("global_step", 0))
-        self.skipped_total = dict(state.get("skipped", {}))
+        """Resume: the stream restarts at the checkpoint's step, each lane at its saved position (checked
+        against this run's layout and data in `train_dataset`)."""
+        self.start_step = self.positions.load(state)
+
+
+def parse_faults(cfg: dict | None) -> int:
+    """`data.faults.max_consecutive_skips` (records or shards in a row without a usable sample before the
+    stream stops with DataStreamError)."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - {"max_consecutive_skips"})
+    if unknown:
+        raise ConfigError(f"data.faults.{unknown[0]}: unknown key; expected max_consecutive_skips")
+    limit = cfg.get("max_consecutive_skips", 1000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"data.faults.max_consecutive_skips: expected an integer >= 1, got {limit!r}")
+    return limit

@@ -15,8 +15,8 @@ from synseg.data.transforms import ImageTransform
 class DenseToyStream(IterableDataset):
     """Batches {"images": (B,3,S,S), "masks": (B,S,S) long, "labels": (B,C) bool} of toy split `dense`.
 
-    Batch k holds samples k*B .. k*B + B - 1 (workers take every n-th batch): a deterministic stream that a
-    resumed run continues at batch `start_step`."""
+    Batch k of rank r holds samples (k * world_size + r) * B + i, i < B (workers take every n-th batch): a
+    deterministic stream that a resumed run continues at batch `start_step`, disjoint across DDP ranks."""
 
     def __init__(
         self,
@@ -26,6 +26,8 @@ class DenseToyStream(IterableDataset):
         seed: int = 0,
         image_size: int = 64,
         start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         from synseg.data.toy import CATEGORIES, ToyWorldConfig
 
@@ -36,7 +38,7 @@ class DenseToyStream(IterableDataset):
             seed,
         )
         self.config = ToyWorldConfig(image_size=image_size)
-        self.start_step = start_step
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
         self.num_classes = len(CATEGORIES)
 
     def __len__(self) -> int:
@@ -49,9 +51,9 @@ class DenseToyStream(IterableDataset):
         w, n = (info.id, info.num_workers) if info else (0, 1)
         for j in range(w, self.num_batches, n):
             k = self.start_step + j  # batch k of the run: resumes exactly
+            first = (k * self.world_size + self.rank) * self.batch_size
             samples = [
-                generate_sample(self.seed, "dense", k * self.batch_size + i, self.config)
-                for i in range(self.batch_size)
+                generate_sample(self.seed, "dense", first + i, self.config) for i in range(self.batch_size)
             ]
             labels = np.zeros((len(samples), self.num_classes), dtype=bool)
             for b, s in enumerate(samples):

@@ -14,9 +14,10 @@ from typing import Any
 from torch.utils.data import DataLoader, DistributedSampler
 
 from synseg.data.benchmarks import EvalDataset, benchmark_names, build_eval_dataset, collate_eval
+from synseg.errors import UserError
 
 
-class EvalDataError(ValueError):
+class EvalDataError(UserError, ValueError):
     """A val/test set that cannot be used; the message is one line meant for the user."""
 
 

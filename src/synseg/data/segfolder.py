@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from synseg.data.transforms import ImageTransform
+from synseg.errors import DataFileError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUT = "root/images/<stem>.png|jpg, root/masks/<stem>.png (uint8 labels, 255 = ignore), root/classes.txt"
@@ -28,10 +29,10 @@ def read_classes(path: Path) -> list[str]:
         names.pop()
     empty = [i + 1 for i, n in enumerate(names) if not n]
     if empty:
-        raise ValueError(f"{path}: empty class name on line(s) {empty}; expected one name per line")
+        raise DataFileError(f"{path}: empty class name on line(s) {empty}; expected one name per line")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"{path}: duplicate class names {dupes}; expected each name once")
+        raise DataFileError(f"{path}: duplicate class names {dupes}; expected each name once")
     return names
 
 
@@ -62,13 +63,13 @@ class SegFolderDataset(Dataset):
         image = np.asarray(Image.open(path).convert("RGB"))
         mask = np.asarray(Image.open(mask_path))
         if mask.shape != image.shape[:2]:
-            raise ValueError(
+            raise DataFileError(
                 f"{mask_path}: mask size {mask.shape[::-1]} differs from its image "
                 f"{image.shape[1::-1]}; expected equal (width, height)"
             )
         bad = (mask >= len(self.classes)) & (mask != 255)
         if bad.any():
-            raise ValueError(
+            raise DataFileError(
                 f"{mask_path}: label {int(mask[bad].max())} outside 0..{len(self.classes) - 1} "
                 "(classes.txt) and not 255 (ignore)"
             )

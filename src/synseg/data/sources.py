@@ -1,159 +1,236 @@
-"""Where image-caption records come from: the toy world (on the fly), local tar shards, or a Hugging Face
-`datasets` stream. Each source yields records for one *slot* (rank x worker) of one pass over the data."""
+"""Where image-caption records come from: the toy world (on the fly), webdataset tar shards (local, `pipe:`
+or `https://`, one set or a weighted mix of sets), or a Hugging Face `datasets` stream (`hf_source`).
+
+A shard or hf source gives each *lane* (rank x worker slot of the training stream) an endless,
+position-tracked record iterator (`lane()`), whose order is a pure function of (seed, rank, lane, world
+size, lanes, pass); its `state()` restores it exactly (see `block_shuffle`).
+
+Shards, one pass: the shard list is shuffled with (seed, source, pass), the same on every slot; with at
+least as many shards as slots, slot s reads shards s, s + n_slots, ... (uneven counts are fine: each slot
+goes on to its next pass independently, so every rank still yields exactly `total_steps` batches); with
+fewer shards than slots, every slot reads every shard and keeps the records j with j % n_slots == s (a
+sample-level split). `resampled: true` instead lets each slot draw shards with replacement from
+(seed, source, slot, draw), webdataset-`ResampledShards` style but with a counter-based draw that resumes
+(webdataset's draws come from a `random.Random` whose state is not checkpointed). The position inside a
+pass is [shard index in the slot's list, record index in that shard, records read in the pass]: a resume
+reopens that shard and skips to the record without reading member data, i.e. it re-reads at most one shard
+up to the position (headers and bytes, no decoding) plus one shuffle block of records."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import itertools
+import json
 import logging
 import os
-import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
+from synseg.data.block_shuffle import BlockShuffledLane
+from synseg.data.lane_mix import MixedLane
 from synseg.data.records import SkipCounter
-from synseg.data.tar_reader import BrokenShardError, iter_tar_records
+from synseg.data.seeding import stable_rng, stable_uniform
+from synseg.data.shard_reader import iter_shard
+from synseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SOURCES = ("toy", "shards", "hf", "dense")  # dense: toy images with masks, only for decoder pretraining
+SHARD_KEYS = ("urls", "sources", "resampled", "shuffle_buffer")
+
+
+def _is_local(url: str) -> bool:
+    return urlparse(url).scheme in ("", "file")
 
 
 def expand_urls(urls: str | list[str]) -> list[str]:
-    """Expands globs and `{000000..000009}` brace ranges into a sorted list of shard paths."""
-    from braceexpand import braceexpand
+    """Shard URLs from patterns: webdataset's expansion (`{000000..000009}` brace ranges, `::`-separated
+    lists), then globs (`*`, `?`, `[..]`) for local paths, sorted. Remote and `pipe:` URLs are not globbed."""
+    from webdataset.shardlists import expand_urls as wds_expand
 
-    patterns = [urls] if isinstance(urls, str) else list(urls)
+    patterns = [urls] if isinstance(urls, str) else [str(u) for u in urls]
     out: list[str] = []
     for pattern in patterns:
-        for expanded in braceexpand(str(pattern)):
-            out.extend(sorted(glob.glob(expanded)) if any(c in expanded for c in "*?[") else [expanded])
+        try:
+            expanded = wds_expand(str(pattern))
+        except AssertionError as err:  # webdataset's ${WDS_*} substitution of a missing variable
+            raise ConfigError(f"data.shards.urls: cannot expand {pattern!r}: {err}") from None
+        for url in expanded:
+            if _is_local(url) and any(c in url for c in "*?["):
+                out.extend(sorted(glob.glob(url.removeprefix("file://").removeprefix("file:"))))
+            else:
+                out.append(url)
     return out
 
 
-def buffer_shuffle(records: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
-    """Approximate shuffle of a stream with a buffer of `size` (0 or 1: order kept)."""
-    if size <= 1:
-        yield from records
-        return
-    buf: list[dict] = []
-    for rec in records:
-        if len(buf) < size:
-            buf.append(rec)
-            continue
-        i = rng.randrange(size)
-        buf[i], rec = rec, buf[i]
-        yield rec
-    rng.shuffle(buf)
-    yield from buf
+def check_urls(urls: list[str], where: str, pattern: Any) -> None:
+    """ConfigError when a pattern matched nothing, a local shard is missing or a scheme is unknown."""
+    from webdataset.gopen import gopen_schemes
+
+    if not urls:
+        raise ConfigError(
+            f"{where}: the shard pattern {pattern!r} matched no files; expected tar shards such as "
+            "data/cc3m/cc3m-{000000..000331}.tar, data/shards/*.tar, pipe:CMD or https://host/x-{0..9}.tar"
+        )
+    bad = [u for u in urls if not _is_local(u) and urlparse(u).scheme not in gopen_schemes]
+    if bad:
+        raise ConfigError(
+            f"{where}: unsupported URL scheme in {bad[0]!r}; expected a local path, file:, pipe:, "
+            f"http(s): or one of {', '.join(sorted(s for s in gopen_schemes if s != '__default__'))}"
+        )
+    missing = [u for u in urls if _is_local(u) and not os.path.exists(u.removeprefix("file:"))]
+    if missing:
+        raise ConfigError(f"{where}: {len(missing)} shard(s) do not exist, e.g. {missing[0]!r}")
+
+
+@dataclass
+class ShardSet:
+    """One set of shards of a mix: its configured pattern, expanded URLs and relative weight."""
+
+    pattern: Any
+    urls: list[str]
+    weight: float = 1.0
+
+
+def _parse_sets(cfg: dict) -> list[ShardSet]:
+    has_urls, has_sources = bool(cfg.get("urls")), bool(cfg.get("sources"))
+    if has_urls == has_sources:
+        raise ConfigError(
+            "data.shards: give exactly one of urls (a pattern such as data/shards/*.tar) or sources "
+            "(a list of {urls: ..., weight: ...})"
+        )
+    if has_urls:
+        urls = expand_urls(cfg["urls"])
+        check_urls(urls, "data.shards.urls", cfg["urls"])
+        return [ShardSet(cfg["urls"], urls)]
+    sets = []
+    for i, item in enumerate(cfg["sources"]):
+        where = f"data.shards.sources[{i}]"
+        if not isinstance(item, Mapping) or not item.get("urls"):
+            raise ConfigError(f"{where}: expected a mapping with urls (and weight), got {item!r}")
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"{where}.weight: expected a number > 0, got {weight!r}")
+        urls = expand_urls(item["urls"])
+        check_urls(urls, f"{where}.urls", item["urls"])
+        sets.append(ShardSet(item["urls"], urls, float(weight)))
+    return sets
 
 
 class ShardSource:
-    """Local webdataset tar shards. Shards are shuffled with the same seed on every rank, then split by slot;
-    with fewer shards than slots, every slot reads all shards and keeps every n-th sample."""
+    """Webdataset tar shards, one set or a weighted mix of sets (see the module docstring)."""
 
-    def __init__(self, urls: str | list[str], seed: int = 0, shuffle_buffer: int = 0) -> None:
-        self.urls = expand_urls(urls)
-        if not self.urls:
-            raise ValueError(
-                f"data.urls: the shard pattern {urls!r} matched no files; expected tar shards "
-                "such as data/cc3m/cc3m-{000000..000331}.tar or data/shards/*.tar"
+    kind = "shards"
+
+    def __init__(self, sets: list[ShardSet], seed: int = 0, shuffle_buffer: int = 0, resampled: bool = False):
+        self.sets, self.seed = sets, int(seed)
+        self.block, self.resampled = max(1, int(shuffle_buffer)), bool(resampled)
+        self.name = "shards " + " + ".join(str(s.pattern) for s in sets)
+
+    @classmethod
+    def from_config(cls, cfg: dict, seed: int = 0) -> ShardSource:
+        """From the `data.shards` dict; ConfigError names a bad key or value."""
+        unknown = sorted(set(cfg) - set(SHARD_KEYS))
+        if unknown:
+            raise ConfigError(f"data.shards.{unknown[0]}: unknown key; expected {', '.join(SHARD_KEYS)}")
+        block = cfg.get("shuffle_buffer", 1000)
+        if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+            raise ConfigError(f"data.shards.shuffle_buffer: expected an integer >= 0, got {block!r}")
+        return cls(_parse_sets(cfg), seed, block, bool(cfg.get("resampled", False)))
+
+    def fingerprint(self) -> str:
+        """Changes whenever the lanes' positions would mean other records (urls, weights, seed, ...)."""
+        spec = [[s.urls, s.weight] for s in self.sets], self.seed, self.block, self.resampled
+        return hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
+
+    def pass_urls(self, set_idx: int, pass_idx: int) -> list[str]:
+        """The shard order of one pass (the same on every slot)."""
+        urls = list(self.sets[set_idx].urls)
+        stable_rng(self.seed, "shards", set_idx, pass_idx).shuffle(urls)
+        return urls
+
+    def slot_urls(self, set_idx: int, slot: int, n_slots: int, pass_idx: int) -> tuple[list[str], bool]:
+        """(the shards slot `slot` reads in a pass, whether it keeps only every n_slots-th record)."""
+        order = self.pass_urls(set_idx, pass_idx)
+        if len(order) < n_slots:
+            return order, True
+        return order[slot::n_slots], False
+
+    def resampled_url(self, set_idx: int, slot: int, draw: int) -> str:
+        urls = self.sets[set_idx].urls
+        return urls[int(stable_uniform(self.seed, "resample", set_idx, slot, draw) * len(urls))]
+
+    def plan(self, world: int, n_lanes: int) -> list[str]:
+        """One line per shard set saying how it is split over the slots (logged when training starts)."""
+        n_slots, lines = world * n_lanes, []
+        for s in self.sets:
+            head = f"data: {s.pattern} ({len(s.urls)} shards, weight {s.weight:g}) on {world} rank(s) x "
+            head += f"{n_lanes} worker(s) = {n_slots} slot(s): "
+            if self.resampled:
+                lines.append(head + "resampled, each slot draws shards with replacement (seeded)")
+            elif len(s.urls) < n_slots:
+                lines.append(
+                    head + f"fewer shards than slots, so every slot reads every shard and keeps 1 sample in "
+                    f"{n_slots} (data.shards.resampled=true draws shards per slot instead)"
+                )
+            else:
+                lo, hi = len(s.urls) // n_slots, -(-len(s.urls) // n_slots)
+                lines.append(head + f"{lo}-{hi} shard(s) per slot and pass, reshuffled every pass")
+        return lines
+
+    def _open_pass(
+        self, set_idx: int, slot: int, n_slots: int, pass_idx: int, pos: list[int] | None, skips: SkipCounter
+    ) -> Iterator[tuple[dict[str, Any], list[int]]]:
+        shard_i, rec_i, j = pos if pos else (0, 0, 0)
+        if self.resampled:
+            split = False
+            urls: Iterator[str] = (self.resampled_url(set_idx, slot, t) for t in itertools.count(shard_i))
+        else:
+            mine, split = self.slot_urls(set_idx, slot, n_slots, pass_idx)
+            urls = iter(mine[shard_i:])
+        for t, url in enumerate(urls, start=shard_i):
+            for idx, record in iter_shard(url, skips, start=rec_i if t == shard_i else 0):
+                j += 1
+                if split and (j - 1) % n_slots != slot:
+                    continue
+                yield record, [t, idx + 1, j]
+
+    def lane(
+        self, rank: int, world: int, lane: int, n_lanes: int, state: dict | None, skips: SkipCounter
+    ) -> MixedLane:
+        """The endless record stream of slot (rank, lane), restored from `state` when given."""
+        slot, n_slots = rank * n_lanes + lane, world * n_lanes
+        states = MixedLane.source_states(state, len(self.sets))
+        lanes = [
+            BlockShuffledLane(
+                lambda p, pos, sk, i=i: self._open_pass(i, slot, n_slots, p, pos, sk),
+                self.block,
+                (self.seed, "block", i, rank, lane, world, n_lanes),
+                skips,
+                f"data stream {s.pattern} (rank {rank} worker-lane {lane} of {world}x{n_lanes})",
+                states[i],
             )
-        missing = [u for u in self.urls if not os.path.exists(u)]
-        if missing:
-            raise ValueError(f"data.urls: {len(missing)} shard(s) do not exist, e.g. {missing[0]!r}")
-        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+            for i, s in enumerate(self.sets)
+        ]
+        return MixedLane(lanes, [s.weight for s in self.sets], (self.seed, "mix", rank, lane), state)
 
-    def records(
-        self, rank: int, world: int, worker: int, n_workers: int, pass_idx: int, skips: SkipCounter
-    ) -> Iterator[dict[str, Any]]:
-        slot, n_slots = rank * n_workers + worker, world * n_workers
-        urls = list(self.urls)
-        random.Random(self.seed + pass_idx).shuffle(urls)  # same order on every rank and worker
-        by_shard = len(urls) >= n_slots
-        mine = urls[slot::n_slots] if by_shard else urls
+    def inventory(self, skips: SkipCounter) -> Iterator[tuple[str, str]]:
+        """(url, key) of every complete record in every shard (no member data is read)."""
+        from synseg.data.shard_reader import shard_keys
 
-        def stream() -> Iterator[dict[str, Any]]:
-            j = 0
-            for url in mine:
-                try:
-                    for rec in iter_tar_records(url):
-                        if by_shard or j % n_slots == slot:
-                            yield rec
-                        j += 1
-                except BrokenShardError:
-                    skips.skip("shard_broken", url)
-
-        rng = random.Random(hash((self.seed, slot, pass_idx)))
-        yield from buffer_shuffle(stream(), self.shuffle_buffer, rng)
-
-
-def _keep_raw_fields() -> None:
-    # datasets' webdataset builder decodes .txt as UTF-8 and .json inside its generator, so one bad caption
-    # would end the whole stream. Keep those fields as bytes; `records.decode_record` decodes and counts.
-    from datasets.packaged_modules.webdataset import webdataset as wds
-
-    wds.WebDataset.DECODERS = {**wds.WebDataset.DECODERS, "txt": bytes, "json": bytes}
-
-
-class HFSource:
-    """A Hugging Face `datasets` stream (`pixparse/cc3m-wds`, or `webdataset` with local `data_files`), split
-    by slot with `split_dataset_by_node`; images are not decoded by `datasets` (broken ones are counted)."""
-
-    def __init__(
-        self,
-        path: str,
-        name: str | None = None,
-        split: str = "train",
-        data_files: str | list[str] | None = None,
-        seed: int = 0,
-        shuffle_buffer: int = 0,
-    ) -> None:
-        self.path, self.name, self.split, self.seed = path, name, split, seed
-        self.data_files = {split: expand_urls(data_files)} if data_files else None
-        if data_files and not self.data_files[split]:
-            raise ValueError(f"data.hf.data_files: {data_files!r} matched no files")
-        self.shuffle_buffer = shuffle_buffer
-        self._open()  # fail early, in the main process, with a clear message
-
-    def _open(self):
-        import datasets
-
-        _keep_raw_fields()
-        try:
-            ds = datasets.load_dataset(
-                self.path, self.name, split=self.split, data_files=self.data_files, streaming=True
-            )
-        except Exception as err:
-            raise ValueError(
-                f"data.hf.path: cannot open Hugging Face dataset {self.path!r} "
-                f"(split {self.split!r}): {type(err).__name__}: {err}. Check the name, the network "
-                "(HF_HUB_OFFLINE) and HF_TOKEN, or use data=shards with local tar files."
-            ) from err
-        return ds.decode(False)
-
-    def records(
-        self, rank: int, world: int, worker: int, n_workers: int, pass_idx: int, skips: SkipCounter
-    ) -> Iterator[dict[str, Any]]:
-        """Split by rank with `split_dataset_by_node`; inside a DataLoader worker, `datasets` itself gives
-        each worker its share of the rank's shards (so `worker` is not used here)."""
-        from datasets.distributed import split_dataset_by_node
-
-        ds = self._open()
-        if self.shuffle_buffer > 1:
-            ds = ds.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
-            ds.set_epoch(pass_idx)
-        ds = split_dataset_by_node(ds, rank=rank, world_size=world)
-        try:
-            yield from ds
-        except Exception as err:  # a broken file mid-stream ends this pass, counted
-            skips.skip(
-                "shard_broken", f"{self.path} rank {rank} worker {worker}", f"({type(err).__name__}: {err})"
-            )
+        for s in self.sets:
+            for url in dict.fromkeys(s.urls):
+                for key in shard_keys(url, skips):
+                    yield url, key
 
 
 class ToySource:
     """The toy world made on the fly: sample i of the stream is `generate_sample(seed, split, i)`."""
 
     is_toy = True
+    kind = "toy"
 
     def __init__(self, seed: int = 0, split: str = "train", image_size: int = 64) -> None:
         from synseg.data.toy import CATEGORIES, SPLITS, ToyWorldConfig
@@ -162,6 +239,10 @@ class ToySource:
             raise ValueError(f"data.toy.split: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         self.seed, self.split, self.num_classes = seed, split, len(CATEGORIES)
         self.config = ToyWorldConfig(image_size=image_size)
+        self.name = f"toy world (seed {seed}, split {split})"
+
+    def fingerprint(self) -> str:
+        return f"toy-{self.seed}-{self.split}"
 
     def sample(self, index: int) -> dict[str, Any]:
         import numpy as np

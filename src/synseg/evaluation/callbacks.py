@@ -23,7 +23,7 @@ from synseg.evaluation.runner import update_with_batch
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
-LOGGED = ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold")
+LOGGED = ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold", "n_images")
 
 
 # ---- wandb helpers (plain data; wandb itself is imported by the logger) -------------------------------
@@ -74,8 +74,8 @@ class SegmentationEvalCallback(L.Callback):
     same resize, sliding window and templates as `make eval`), and logs
     `val/<dataset>/{mIoU, fg_pixel_acc, image_top1, act_in, act_bg, act_absent, threshold}` (`test/...`).
 
-    Background threshold: a with-background set whose protocol gives no threshold (toy, folder) is validated at
-    `threshold` and, with `select_threshold_on_val`, its test uses the best threshold of the grid on val;
+    Background threshold: a with-background set whose protocol gives no threshold (toy, folder) is validated
+    at `threshold` and, with `select_threshold_on_val`, its test uses the best threshold of the grid on val;
     benchmarks use the protocol's own (GroupViT's, TCL's). Results (the evaluator's compute() dicts) land in
     `pl_module.eval_results[split][dataset]`. Under DDP each rank scores its share of the images (every image
     once, see `data.eval_sets`) and the torchmetrics states are summed at compute, so every rank logs the same
@@ -193,7 +193,9 @@ class SegmentationEvalCallback(L.Callback):
         if not hasattr(pl_module, "eval_results"):
             pl_module.eval_results = {}
         logger = wandb_logger(trainer)
-        for name, evaluator, skipped in zip(self._names[split], evaluators, self._skipped[split], strict=True):
+        for name, evaluator, skipped in zip(
+            self._names[split], evaluators, self._skipped[split], strict=True
+        ):
             results = evaluator.compute()  # collective under DDP: every rank calls it, in the same order
             if evaluator.thresholds:  # the grid exists only where val selects the threshold
                 results["best_threshold"] = evaluator.best_threshold()

@@ -13,12 +13,15 @@ from typing import Any
 
 import torch
 
+from synseg.checkpoint_files import load_checkpoint_file
+from synseg.errors import CheckpointError, UserError
+
 CONFIG_DIR = Path(os.environ.get("SYNSEG_CONFIG_DIR", Path(__file__).resolve().parents[3] / "configs"))
 PROJECT_ROOT = CONFIG_DIR.parent
 META_KEY = "synseg_meta"  # same as synseg.lit.segmenter_base.META_KEY (not imported: keeps Lightning lazy)
 
 
-class LoadError(Exception):
+class LoadError(UserError):
     """A checkpoint or model that cannot be loaded; the message is one line meant for the user."""
 
 
@@ -28,9 +31,9 @@ def read_meta(ckpt: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LoadError(f"CKPT={path}: no such file (expected logs/train/<run>/checkpoints/last.ckpt)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise LoadError(f"CKPT={path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        state = load_checkpoint_file(path)  # weights-only: a file that needs arbitrary objects is refused
+    except CheckpointError as err:
+        raise LoadError(str(err)) from None
     if not isinstance(state, dict) or META_KEY not in state or "hyper_parameters" not in state:
         raise LoadError(
             f"CKPT={path}: not a SynSeg checkpoint (no '{META_KEY}' entry; it is written by "
@@ -87,10 +90,13 @@ def load_checkpoint(ckpt: str | Path, device: str | torch.device = "cpu") -> tup
     # machine): the checkpoint's state dict holds the trained head anyway.
     has_decoder_init = "decoder_init" in meta["hyper_parameters"]
     init = {"decoder_init": "random", "decoder_ckpt": None} if has_decoder_init else {}
-    # weights_only=False: hyper-parameters hold config objects (our own checkpoints, read above already).
-    module = cls.load_from_checkpoint(
-        str(ckpt), map_location=torch.device(device), weights_only=False, backbone=backbone, **init
-    )
+    try:
+        module = cls.load_from_checkpoint(
+            str(ckpt), map_location=torch.device(device), weights_only=True, backbone=backbone, **init
+        )
+    except RuntimeError as err:  # e.g. a state dict of another head size: say so in one line
+        first = str(err).strip().splitlines()[0]
+        raise LoadError(f"CKPT={ckpt}: its weights do not fit the model it names ({first})") from None
     meta.pop("hyper_parameters")
     return module.to(device).eval(), meta
 

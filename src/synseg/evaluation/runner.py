@@ -149,7 +149,9 @@ def evaluate_dataset(
     bar = _progress(len(dataset), protocol.dataset, progress)
     save = None
     if out_dir is not None:
-        save = lambda scores, _masks, names: save_predictions(evaluator.predict(scores.float()), names, out_dir)
+        save = lambda scores, _masks, names: save_predictions(
+            evaluator.predict(scores.float()), names, out_dir
+        )
     try:
         for batch in loader:
             skipped.extend(skip_reason(item) for item in batch.get("skipped", []))

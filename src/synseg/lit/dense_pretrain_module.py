@@ -68,7 +68,6 @@ class DensePretrainModule(FrozenBackboneSegmenter):
         keep = (target_mask != 255).float()
         bce = F.binary_cross_entropy_with_logits(logits[:, 0], target, weight=keep, reduction="sum")
         loss = bce / keep.sum().clamp(min=1)
-        self.check_finite({"bce": loss})
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         self.log("train/text_cache_hit_rate", self.backbone.cache_hit_rate, batch_size=images.shape[0])
         return loss

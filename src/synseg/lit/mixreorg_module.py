@@ -14,9 +14,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from synseg.lit.distributed import rank_and_world
 from synseg.lit.segmenter_base import FrozenBackboneSegmenter
 from synseg.losses import clip_contrastive_loss
-from synseg.mixing import mix_images, restore_patches
+from synseg.mixing import apply_sources, from_patches, mix_sources, restore_patches, to_patches
 
 MIXREORG_TERMS = ("seg", "orig", "rest")
 
@@ -65,11 +66,14 @@ class MixReorgModule(FrozenBackboneSegmenter):
             glob = [g[:, None].expand(-1, n, -1) if src is None else g[src] for g in globals_]
         return self.head(feats["layers"], glob)
 
-    def mix_generator(self) -> torch.Generator:
-        """Mixing layout of this step and rank: reproducible and exact on resume."""
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
-        seed = (int(self.hparams.mix_seed) * 1_000_003 + self.global_step) * world + rank
-        return torch.Generator().manual_seed(seed)
+    def mix_layout(self, n_mix: int, grid: tuple[int, int]) -> torch.Tensor:
+        """(n_mix, N) source map of this rank's first `n_mix` images at this step: a slice of the layout of
+        the global batch, seeded by (mix_seed, step) alone, so it is exact on resume and 1 process x B images
+        mixes as W DDP processes x B/W do (each rank's n_mix a multiple of group_size)."""
+        rank, world = rank_and_world()
+        gen = torch.Generator().manual_seed(int(self.hparams.mix_seed) * 1_000_003 + self.global_step)
+        src = mix_sources(n_mix * world, grid, self.hparams.group_size, self.hparams.block, gen)
+        return src[rank * n_mix : (rank + 1) * n_mix] - rank * n_mix
 
     # ---- one training step --------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -79,8 +83,9 @@ class MixReorgModule(FrozenBackboneSegmenter):
         if n_mix == 0:
             raise ValueError(f"batch of {images.shape[0]} images: expected at least model.group_size={m}")
         patch = self.backbone.patch_size
-        mixed, src = mix_images(images[:n_mix], patch, m, self.hparams.block, self.mix_generator())
-        src = src.to(images.device)
+        tokens, grid = to_patches(images[:n_mix], patch)  # pixel patches (n_mix, N, 3 * patch^2)
+        src = self.mix_layout(n_mix, grid).to(images.device)
+        mixed = from_patches(apply_sources(tokens, src), grid, images.shape[1], patch)
         feats = self.backbone.encode_images(images)
         mixed_feats = self.backbone.encode_images(mixed)
         globals_ = [layer[:, 0] for layer in feats["layers"]]  # (B, W) per layer: the unmixed images
@@ -100,7 +105,6 @@ class MixReorgModule(FrozenBackboneSegmenter):
         terms["rest"] = clip_contrastive_loss(pooled_rest, text[:n_mix], scale)
         total = sum(self.weights[k] * terms[k] for k in MIXREORG_TERMS)
         terms["total"] = total
-        self.check_finite(terms)
 
         bsz = images.shape[0]
         for name, value in terms.items():

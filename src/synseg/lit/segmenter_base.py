@@ -6,6 +6,7 @@ for the shared evaluator, an optimiser over the head only, and checkpoints witho
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from synseg.models.registry import create_model
 log = logging.getLogger(__name__)
 BACKBONE_PREFIX = "backbone."
 META_KEY = "synseg_meta"  # checkpoint entry written by `checkpoint_meta`
+RNG_KEY = "synseg_module_rng"  # the state of a module's own sampler (`self.rng`), for exact resume
+TEXT_CACHE_KEY = "synseg_text_cache"  # the frozen text tower's cached prompt embeddings, for exact resume
 
 
 class FrozenBackboneSegmenter(L.LightningModule):
@@ -42,7 +45,9 @@ class FrozenBackboneSegmenter(L.LightningModule):
         super().__init__()
         if text_condition not in ("unit", "raw"):
             raise ValueError(f"model.text_condition: {text_condition!r}; expected unit or raw")
-        self.save_hyperparameters(logger=False)
+        # The optimiser is a Hydra `_partial_` factory: used here, not stored (checkpoints hold plain data).
+        self.save_hyperparameters(logger=False, ignore=["optimizer"])
+        self.optimizer_factory = optimizer
         self.backbone = FrozenCLIP(**backbone)
         b = self.backbone
         self.head = create_model(
@@ -115,7 +120,7 @@ class FrozenBackboneSegmenter(L.LightningModule):
     # ---- optimisation: the head only ------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.head.parameters() if p.requires_grad]
-        opt = self.hparams.optimizer(params=params) if self.hparams.optimizer else torch.optim.AdamW(params)
+        opt = self.optimizer_factory(params=params) if self.optimizer_factory else torch.optim.AdamW(params)
         total = max(1, self.trainer.max_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, total)
@@ -128,13 +133,20 @@ class FrozenBackboneSegmenter(L.LightningModule):
         for k in [k for k in sd if k.startswith(BACKBONE_PREFIX)]:
             del sd[k]
         checkpoint[META_KEY] = self.checkpoint_meta()
+        if isinstance(getattr(self, "rng", None), random.Random):  # a sampler of the training step
+            checkpoint[RNG_KEY] = self.rng.getstate()
+        # A prompt's embedding depends (in the last bits) on the batch it was first encoded in; the cache
+        # travels with the checkpoint so a resumed run reuses exactly the embeddings it had.
+        checkpoint[TEXT_CACHE_KEY] = self.backbone.text_cache_state()
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What evaluation tools need to rebuild and run this model from a checkpoint alone: the module
         class, the training image size and the background threshold selected on val (None if never)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         transform = getattr(dm, "transform", None)
-        selected = [r["best_threshold"] for r in self.eval_results.get("val", {}).values() if "best_threshold" in r]
+        selected = [
+            r["best_threshold"] for r in self.eval_results.get("val", {}).values() if "best_threshold" in r
+        ]
         return {
             "module": f"{type(self).__module__}.{type(self).__qualname__}",
             "image_size": getattr(transform, "size", None),
@@ -142,6 +154,11 @@ class FrozenBackboneSegmenter(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if TEXT_CACHE_KEY in checkpoint:
+            self.backbone.load_text_cache_state(checkpoint[TEXT_CACHE_KEY])
+        if RNG_KEY in checkpoint and isinstance(getattr(self, "rng", None), random.Random):
+            version, internal, gauss = checkpoint[RNG_KEY]
+            self.rng.setstate((version, tuple(internal), gauss))
         sd = checkpoint["state_dict"]
         for k, v in self.backbone.state_dict(prefix=BACKBONE_PREFIX).items():
             sd.setdefault(k, v)
@@ -160,11 +177,3 @@ class FrozenBackboneSegmenter(L.LightningModule):
         else:
             self.head.load_state_dict(state)
         log.info("head initialised from %s (%s)", path, "decoder only" if decoder_only else "all")
-
-    def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        """Raises with the name of the first loss term that is NaN or inf."""
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise FloatingPointError(
-                    f"loss term {name!r} is {float(value.detach())} at step {self.global_step}"
-                )

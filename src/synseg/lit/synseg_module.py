@@ -9,30 +9,21 @@ into the head (`head.prior`), and an L_align-only warm-up."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from synseg.lit.distributed import (
+    batch_mean,
+    gather_objects,
+    is_distributed,
+    mean_count_per_rank,
+    rank_and_world,
+)
 from synseg.lit.segmenter_base import FrozenBackboneSegmenter
 from synseg.losses import MCCL_TERMS, mccl_loss
 from synseg.models.feature_synergy import feature_synergy
-
-
-def ddp_count_sync() -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Under DDP: local count -> mean count per rank (see `losses._mean_over_images`); else None."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return None
-
-    def sync(n: torch.Tensor) -> torch.Tensor:
-        n = n.clone()
-        dist.all_reduce(n)
-        return n / dist.get_world_size()
-
-    return sync
 
 
 class SynSegModule(FrozenBackboneSegmenter):
@@ -87,13 +78,24 @@ class SynSegModule(FrozenBackboneSegmenter):
         self.skipped_no_category = 0
 
     # ---- one training step ----------------------------------------------------------------------------
-    def _negatives(self, categories: list[list[str]]) -> list[tuple[int, str]]:
-        """(image, category) pairs with categories of other captions in the batch absent from this one."""
-        pool = sorted({c for cats in categories for c in cats if c})
+    def _global_categories(self, categories: list[list[str]]) -> tuple[list[list[str]], int]:
+        """The categories of every image of the global batch (all ranks, in rank order) and the index of
+        this rank's first image in it."""
+        everyone = gather_objects([list(c) for c in categories])
+        rank, _ = rank_and_world()
+        return [c for part in everyone for c in part], sum(len(part) for part in everyone[:rank])
+
+    def _negatives(self, everyone: list[list[str]], first: int, n_local: int) -> list[tuple[int, str]]:
+        """(local image, category) pairs: categories of other captions of the global batch absent from this
+        one. Every rank draws for the whole global batch from the same sampler (its state is in the
+        checkpoint), so 1 process x B images and W processes x B/W draw the same negatives."""
+        pool = sorted({c for cats in everyone for c in cats if c})
         out = []
-        for b, cats in enumerate(categories):
+        for b, cats in enumerate(everyone):
             absent = [c for c in pool if c not in cats]
-            out += [(b, c) for c in self.rng.sample(absent, min(self.neg_cfg["per_image"], len(absent)))]
+            picks = self.rng.sample(absent, min(self.neg_cfg["per_image"], len(absent)))
+            if first <= b < first + n_local:
+                out += [(b - first, c) for c in picks]
         return out
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -102,7 +104,11 @@ class SynSegModule(FrozenBackboneSegmenter):
         template = self.hparams.templates[0]
         feats = self.backbone.encode_images(images)
         pos = valid.nonzero()  # (P, 2): image, slot
-        neg = self._negatives(categories) if (self.neg_cfg["weight"] or self.hparams.presence_weight) else []
+        use_negatives = bool(self.neg_cfg["weight"] or self.hparams.presence_weight)
+        everyone, first = ([], 0)
+        if use_negatives or self.hparams.prompt_nce_weight:  # a collective under DDP: every rank calls it
+            everyone, first = self._global_categories(categories)
+        neg = self._negatives(everyone, first, bsz) if use_negatives else []
         words = [categories[b][s] for b, s in pos.tolist()] + [c for _, c in neg]
         index = torch.cat(
             [pos[:, 0], torch.tensor([b for b, _ in neg], dtype=torch.long, device=images.device)]
@@ -110,7 +116,10 @@ class SynSegModule(FrozenBackboneSegmenter):
         n_pos = pos.shape[0]
         terms: dict[str, torch.Tensor] = {}
         zero = images.new_zeros(())
-        if index.numel() == 0:  # no category in the whole batch: nothing to learn, the step still runs
+        n_pairs = index.numel()
+        if is_distributed():  # every rank must take the same branch (the loss below has collectives)
+            n_pairs = float(mean_count_per_rank(images.new_tensor(float(n_pairs))))
+        if n_pairs == 0:  # no category in the whole (global) batch: nothing to learn, the step still runs
             total = sum(p.sum() * 0 for p in self.head.parameters())
             self.log("train/loss", total, batch_size=bsz)
             return total
@@ -121,10 +130,11 @@ class SynSegModule(FrozenBackboneSegmenter):
         fg, bg = feature_synergy(values, act[:n_pos])  # (P, D) each
 
         d = fg.shape[-1]
-        fg_b, bg_b, tx_b = (images.new_zeros(bsz, k, d) for _ in range(3))
-        fg_b = fg_b.index_put((pos[:, 0], pos[:, 1]), fg)
-        bg_b = bg_b.index_put((pos[:, 0], pos[:, 1]), bg)
-        tx_b = tx_b.index_put((pos[:, 0], pos[:, 1]), text[:n_pos])
+        fg_b, bg_b, tx_b = (images.new_zeros(bsz, k, d, dtype=torch.float32) for _ in range(3))
+        # (B, K, D) in float32 (MCCL's logs of clamped cosines need it under bf16 autocast)
+        fg_b = fg_b.index_put((pos[:, 0], pos[:, 1]), fg.float())
+        bg_b = bg_b.index_put((pos[:, 0], pos[:, 1]), bg.float())
+        tx_b = tx_b.index_put((pos[:, 0], pos[:, 1]), text[:n_pos].float())
         weights = tuple(self.loss_cfg["weights"])
         if self.global_step < self.hparams.align_warmup_steps:
             weights = (weights[0], 0.0, 0.0, 0.0)
@@ -136,28 +146,33 @@ class SynSegModule(FrozenBackboneSegmenter):
             weights,
             tuple(self.loss_cfg["clamp"]),
             soft=self.loss_cfg["clamp_mode"] == "soft",
-            count_sync=ddp_count_sync(),
+            count_sync=mean_count_per_rank if is_distributed() else None,
         )
         terms.update({t: mccl[t] for t in MCCL_TERMS})
         total = mccl["total"]
 
-        if neg and self.neg_cfg["weight"]:  # absent categories: activation pushed to 0 everywhere
-            terms["negative"] = -torch.log1p(-act[n_pos:].clamp(max=1 - 1e-4)).mean()
+        # Means below are over the global batch under DDP (see lit.distributed), plain means otherwise.
+        if use_negatives and self.neg_cfg["weight"]:  # absent categories: activation pushed to 0 everywhere
+            neg_loss = -torch.log1p(-act[n_pos:].clamp(max=1 - 1e-4))  # (P_neg, N)
+            if is_distributed():
+                terms["negative"] = neg_loss.sum() / mean_count_per_rank(act.new_tensor(neg_loss.numel()))
+            else:
+                terms["negative"] = neg_loss.mean() if neg else zero
             total = total + self.neg_cfg["weight"] * terms["negative"]
         if self.hparams.presence_weight:  # MIL: max activation is 1 for caption categories, 0 for absent ones
             presence = act.max(-1).values.clamp(1e-4, 1 - 1e-4)
             target = torch.cat([presence.new_ones(n_pos), presence.new_zeros(len(neg))])
-            terms["presence"] = F.binary_cross_entropy(presence, target)
+            terms["presence"] = batch_mean(F.binary_cross_entropy, presence, target, count=presence.numel())
             total = total + self.hparams.presence_weight * terms["presence"]
-        if self.hparams.prompt_nce_weight:  # f_c must pick its own prompt among the batch's prompts
-            uniq = sorted(set(words[:n_pos]))
+        if self.hparams.prompt_nce_weight:  # f_c must pick its own prompt among the global batch's prompts
+            uniq = sorted({c for cats in everyone for c in cats if c})
             bank = self.embed_prompts([template.format(w) for w in uniq])[1]
             target = torch.tensor([uniq.index(w) for w in words[:n_pos]], device=images.device)
             scale = self.backbone.clip.logit_scale.exp().detach()
-            terms["prompt_nce"] = F.cross_entropy(scale * F.normalize(fg, dim=-1) @ bank.T, target)
+            logits_nce = scale * F.normalize(fg, dim=-1) @ bank.T  # (P, |uniq|)
+            terms["prompt_nce"] = batch_mean(F.cross_entropy, logits_nce, target, count=n_pos)
             total = total + self.hparams.prompt_nce_weight * terms["prompt_nce"]
         terms["total"] = total
-        self.check_finite(terms)
 
         no_cat = int((~valid.any(1)).sum())
         self.skipped_no_category += no_cat

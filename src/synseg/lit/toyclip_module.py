@@ -13,6 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from synseg.lit.distributed import rank_and_world
 from synseg.models.clip_configs import STANDIN_CLIP
 from synseg.models.registry import create_model
 
@@ -43,7 +44,8 @@ class ToyClipModule(L.LightningModule):
         grayscale_p: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["optimizer"])  # checkpoints hold plain data
+        self.optimizer_factory = optimizer
         self.model = create_model(arch, model_name=model_name, pretrained=pretrained)
         self.loss_fn = None
         self.class_text: torch.Tensor | None = None
@@ -65,7 +67,7 @@ class ToyClipModule(L.LightningModule):
         for n, p in self.model.named_parameters():
             (no_decay if p.ndim < 2 or "logit_scale" in n or "embedding" in n else decay).append(p)
         groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        opt = self.hparams.optimizer(params=groups) if self.hparams.optimizer else torch.optim.AdamW(groups)
+        opt = self.optimizer_factory(params=groups) if self.optimizer_factory else torch.optim.AdamW(groups)
         total = max(1, self.trainer.max_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, total)
@@ -84,8 +86,12 @@ class ToyClipModule(L.LightningModule):
         rgb = images * std + mean
         luma = (rgb * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(1, True)
         grey = (luma.expand_as(rgb) - mean) / std
-        pick = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < p
-        return torch.where(pick, grey, images)
+        # Draws for the whole global batch (every rank's global RNG is in the same state), this rank's rows
+        # kept: W DDP processes x B/W turn the same images grey as 1 process x B.
+        rank, world = rank_and_world()
+        b = images.shape[0]
+        draws = torch.rand(b * world, 1, 1, 1)[rank * b : (rank + 1) * b].to(images.device)
+        return torch.where(draws < p, grey, images)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = self.random_grayscale(batch["images"])

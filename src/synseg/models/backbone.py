@@ -129,12 +129,27 @@ class FrozenCLIP(nn.Module):
         """(N, D) normalised text embeddings of token rows."""
         return F.normalize(self.clip.encode_text(tokens), dim=-1)
 
+    def text_cache_state(self) -> dict[str, object]:
+        """The prompt cache as plain data: prompts, stacked (P, D) embeddings and the hit counters."""
+        prompts = list(self._text_cache)
+        emb = torch.stack([self._text_cache[p] for p in prompts]).cpu() if prompts else torch.zeros(0)
+        return {"prompts": prompts, "embeddings": emb, "hits": self.cache_hits, "misses": self.cache_misses}
+
+    def load_text_cache_state(self, state: dict) -> None:
+        """Restores `text_cache_state` (embeddings onto the tower's device)."""
+        device = self.clip.token_embedding.weight.device
+        emb = state.get("embeddings")
+        self._text_cache = {p: emb[i].to(device) for i, p in enumerate(state.get("prompts", []))}
+        self.cache_hits, self.cache_misses = int(state.get("hits", 0)), int(state.get("misses", 0))
+
     @torch.no_grad()
     def encode_prompts(
         self, prompts: Sequence[str], normalize: bool = True, cache: bool = True
     ) -> torch.Tensor:
         """(N, D) text embeddings of prompts (normalised unless `normalize=False`), cached by prompt;
         `cache=False` for free-form captions, which rarely repeat (a cache of them would only grow)."""
+        if not prompts:  # (0, D): e.g. a DDP rank whose share of the batch has no category
+            return self.clip.token_embedding.weight.new_zeros(0, self.embed_dim)
         if cache:
             missing = sorted({p for p in prompts if p not in self._text_cache})
             self.cache_misses += len(missing)

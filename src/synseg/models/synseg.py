@@ -144,7 +144,11 @@ class SynSegDecoder(nn.Module):
             # so one matmul and a reshape (exactly equal, several times faster than the conv on CPU).
             k = up.kernel_size[0]
             pix = F.linear(feats, up.weight.view(r, k * k).T, None) + up.bias  # (P, N, k*k)
-            return pix.view(p, grid[0], grid[1], k, k).permute(0, 1, 3, 2, 4).reshape(p, 1, grid[0] * k, -1)
+            return (
+                pix.view(p, grid[0], grid[1], k, k)
+                .permute(0, 1, 3, 2, 4)
+                .reshape(p, 1, grid[0] * k, grid[1] * k)
+            )
         return up(feats.transpose(1, 2).reshape(p, r, *grid))
 
 
