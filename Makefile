@@ -31,7 +31,7 @@ STANDIN_CLIP := data/toyclip/toyclip-vit-p8c.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
-.PHONY: help venv train compare eval toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+.PHONY: help venv train compare eval audit toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -59,16 +59,16 @@ compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_ini
 
 toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
 $(STANDIN_CLIP): | $(STAMP)
-	$(PY) -m synseg.train experiment=toyclip
+	$(PY) -m synseg.train experiment=toyclip overwrite=true
 
 # The stand-in decoder and the MaskCLIP reference are rebuilt whenever the stand-in CLIP file is newer.
 dense-decoder: $(DENSE_DECODER) ## Build the stand-in CLIPSeg decoder (dense BCE on the disjoint toy split)
 $(DENSE_DECODER): $(STANDIN_CLIP) | $(STAMP)
-	$(PY) -m synseg.train experiment=dense_decoder
+	$(PY) -m synseg.train experiment=dense_decoder overwrite=true
 
 maskclip-ref: $(MASKCLIP_REF) ## Evaluate the training-free dense CLIP on the toy test split (a reference level)
 $(MASKCLIP_REF): $(STANDIN_CLIP) | $(STAMP)
-	$(PY) -m synseg.train model=maskclip run_name=maskclip-toy-s0
+	$(PY) -m synseg.train model=maskclip run_name=maskclip-toy-s0 overwrite=true
 	cp logs/train/maskclip-toy-s0/metrics.json $@
 
 # make eval: MODEL / RUN count only when given (command line or environment), not train's defaults.
@@ -93,6 +93,9 @@ toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
 	@test -d data/toy/val || $(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val
 	@test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test
 	@test -d data/shards || $(PY) -m synseg.data.toyworld write --split train --n 8000 --seed 0 --format shards --out data/shards
+
+audit: venv ## Data audit before a DDP run: make audit DATA=shards ARGS='data.shards.urls=... world_size=4 num_workers=2 steps=50'
+	$(NOGLOB) $(PY) -m synseg.data.audit data=$(DATA) $(ARGS)
 
 sample-sheet: venv ## Render the toy-world sample sheet used in the README (docs/toyworld_sheet.png)
 	$(PY) -m synseg.data.toyworld sheet --out docs/toyworld_sheet.png

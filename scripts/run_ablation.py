@@ -87,6 +87,7 @@ def run(plan: str, name: str, model: str, overrides: list[str], seed: int) -> di
             f"model={model}",
             f"seed={seed}",
             f"run_name={rn}",
+            "resume=auto",  # a run killed earlier continues; one that never checkpointed starts again
             *overrides,
         ]
         print("+", " ".join(cmd[2:]), flush=True)

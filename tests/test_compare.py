@@ -132,4 +132,46 @@ def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
     # the same wandb group for every run, so the dashboard overlays them
     cfgs = [(tmp_path / "logs" / "compare" / "tiny" / f"{m}-s0" / "config.yaml").read_text() for m in METHODS]
     assert all("wandb_group: compare-tiny" in c for c in cfgs)
+    # wandb names carry the compare's NAME, ids are unique per run folder
+    assert all(f"run_name: tiny-{m}-s0" in c for m, c in zip(METHODS, cfgs, strict=True))
+    runs = tmp_path / "logs" / "compare" / "tiny"
+    ids = {json.loads((runs / f"{m}-s0" / "run.json").read_text())["wandb_id"] for m in METHODS}
+    assert len(ids) == len(METHODS) and all(i.startswith("tiny-") for i in ids)
     assert "synseg_weak" in done.stdout and "report:" in done.stdout
+
+
+def test_compare_takes_the_data_and_its_val_test_sets() -> None:
+    from synseg.compare.runner import data_overrides
+    from tests.test_configs import compose_train
+
+    extra = data_overrides("cc12m", ["voc20", "context59"], "/data/benchmarks")
+    assert extra == [
+        "data=cc12m",
+        "val.datasets=[voc20,context59]",
+        "val.test_datasets=[voc20,context59]",
+        "val.data_root=/data/benchmarks",
+    ]
+    cfg = compose_train(["model=synseg", *extra])
+    assert cfg.model.backbone.model_name == "ViT-B-16" and list(cfg.val.test_datasets) == [
+        "voc20",
+        "context59",
+    ]
+    assert data_overrides("toy", None, None) == ["data=toy"]
+    make = ["make", "-n", "--no-print-directory", "compare", "NAME=real", "DATA=cc12m"]
+    make += ["DATASETS=voc20 context59", "DATA_ROOT=/data/benchmarks"]
+    done = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, check=True)
+    line = next(
+        ln for ln in done.stdout.splitlines() if "-m synseg.compare" in ln and "--check-only" not in ln
+    )
+    assert '--data "cc12m"' in line and '--datasets "voc20 context59"' in line
+    assert '--data-root "/data/benchmarks"' in line
+    assert 'if [ "cc12m" = toy ]' in done.stdout  # the toy stand-ins are built for DATA=toy only
+
+
+def test_report_names_the_test_set_it_is_about() -> None:
+    rows = [{**_row("maskclip", 0, 0.1), "metrics": {"test/folder/mIoU": 0.1, "test/folder/act_in": 0.5}}]
+    res = aggregate(rows)
+    assert res["dataset"] == "folder" and res["methods"]["maskclip"]["mIoU_per_seed"] == [0.1]
+    assert "| folder mIoU (mean ± std) |" in markdown(
+        res, {"name": "t", "seeds": [0], "steps": None, "args": []}
+    )

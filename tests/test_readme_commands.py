@@ -94,3 +94,16 @@ def test_braces_in_a_shard_url_reach_the_config_unexpanded(tmp_path: Path) -> No
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[*args, f"paths.root_dir={tmp_path}"])
     assert cfg.data.shards.urls == "/data/cc12m/{00000..01242}.tar"
+
+
+def test_make_audit_composes_the_audit_app(tmp_path: Path) -> None:
+    args = "ARGS=data.shards.urls=/data/cc12m/*.tar world_size=4 num_workers=2 steps=50"
+    make = ["make", "-n", "--no-print-directory", "audit", "DATA=shards", args]
+    done = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, check=True)
+    line = next(ln for ln in done.stdout.splitlines() if "-m synseg.data.audit" in ln)
+    words = shlex.split(line)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "audit", overrides=[*words[words.index("synseg.data.audit") + 1 :], f"paths.root_dir={tmp_path}"]
+        )
+    assert cfg.data.shards.urls == "/data/cc12m/*.tar" and cfg.world_size == 4 and cfg.steps == 50

@@ -1,8 +1,8 @@
 """Exact resume, as users run it: a real `python -m synseg.train` process is SIGKILLed at a random moment
 after its first checkpoint, resumed with `resume=true` (what `make train ... RESUME=1` passes), and every
 tensor of its final checkpoint (weights, optimiser and scheduler states) equals an uninterrupted run's, bit
-for bit, for every trained model. The CSV log continues (rows before the kill kept, none doubled) and the wandb run is the
-same run resumed, not a second one."""
+for bit, for every trained model. The CSV log continues (rows before the kill kept, none doubled) and the
+wandb run is the same run resumed, not a second one."""
 
 from __future__ import annotations
 

@@ -104,7 +104,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if is_launcher():
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
+    import warnings
+
     import lightning as L  # the training stack, after every check that needs none of it
+
+    # The datamodule restores the stream position itself (see data.stream_state); Lightning cannot see it.
+    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
