@@ -31,7 +31,7 @@ STANDIN_CLIP := data/toyclip/toyclip-vit-p8c.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
-.PHONY: help venv train compare eval audit toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+.PHONY: help venv train compare eval export audit toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP) ## Create .venv from requirements.txt plus the editable package (when missing or outdated)
 
 train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name [RESUME=1 | OVERWRITE=1] [DATA_ROOT=...] ARGS='trainer=gpu ...'
-	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | grep -v '^_' | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+	@test -f configs/model/$(MODEL).yaml || { echo "MODEL=$(MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@test -f configs/data/$(DATA).yaml || { echo "DATA=$(DATA): unknown data config; expected one of: $$(ls configs/data | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
 	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(NOGLOB) $(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(TRAIN_FLAGS) $(ARGS)
@@ -81,11 +81,16 @@ EVAL_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN))
 eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.ckpt | MODEL=maskclip [DATASETS="toy voc21" DATA_ROOT= RUN= SAVE_PRED=dir]
 	@if [ -z "$(CKPT)" ] && [ -z "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=logs/train/<run>/checkpoints/last.ckpt (a trained run) or MODEL=maskclip (training-free)" >&2; exit 2; fi
 	@if [ -n "$(CKPT)" ] && [ -n "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=… or MODEL=…, not both" >&2; exit 2; fi
-	@if [ -n "$(EVAL_MODEL)" ] && [ ! -f configs/model/$(EVAL_MODEL).yaml ]; then echo "MODEL=$(EVAL_MODEL): unknown model; registered: $$(ls configs/model | grep -v '^_' | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; fi
+	@if [ -n "$(EVAL_MODEL)" ] && [ ! -f configs/model/$(EVAL_MODEL).yaml ]; then echo "MODEL=$(EVAL_MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; fi
 	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi
 	@if [ -n "$(EVAL_MODEL)" ] || echo " $(DATASETS) " | grep -q " toy "; then $(MAKE) --no-print-directory toyclip; fi
 	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test; fi
-	$(NOGLOB) $(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),model=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
+	$(NOGLOB) $(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),method=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
+
+OUT ?= model.synseg
+export: venv ## Export a run's model as one file: make export CKPT=logs/train/<run>/checkpoints/best.ckpt OUT=model.synseg
+	@if [ -z "$(CKPT)" ]; then echo "make export: give CKPT=logs/train/<run>/checkpoints/best.ckpt (and OUT=file)" >&2; exit 2; fi
+	$(PY) -m synseg.export --ckpt "$(CKPT)" --out "$(OUT)"
 
 toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 

@@ -50,7 +50,7 @@ PLANS: dict[str, list[tuple[str, str, list[str], list[int]]]] = {
             [0],
         ),
         ("+ prompt InfoNCE (= synseg_weak_extras)", "synseg_weak_extras", [], [0]),
-        ("synseg_weak_extras, MCCL weights 0", "synseg_weak_extras", ["model.loss.weights=[0,0,0,0]"], [0]),
+        ("synseg_weak_extras, MCCL weights 0", "synseg_weak_extras", ["model.loss.weights={align:0,cont:0,back:0,sep:0}"], [0]),
         ("synseg_weak_extras with V conditioned (= synseg_weak)", "synseg_weak", [], [0]),
     ],
     "loss": [

@@ -21,9 +21,9 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OVERRIDES = {  # tiny shapes; random backbones (no cached stand-ins needed)
-    "synseg": ["model=synseg", "model.decoder_init=random", "model.backbone.pretrained=null"],
-    "synseg_weak": ["model=synseg_weak", "model.backbone.pretrained=null"],
-    "mixreorg": ["model=mixreorg", "model.backbone.pretrained=null"],
+    "synseg": ["model=synseg", "model.decoder_init=random", "clip.pretrained=null"],
+    "synseg_weak": ["model=synseg_weak", "clip.pretrained=null"],
+    "mixreorg": ["model=mixreorg", "clip.pretrained=null"],
     "toyclip": ["model=toyclip", "model.grayscale_p=" + os.environ.get("GRAY", "0.5")],  # global grey draws
 }
 

@@ -20,11 +20,11 @@ EVAL = [
     sys.executable,
     "-m",
     "synseg.eval",
-    "model=maskclip",
-    "model.backbone.pretrained=null",
+    "method=maskclip",
+    "clip.pretrained=null",
     "progress=false",
 ]
-SYNSEG = ["model=synseg", "model.decoder_init=random", "model.backbone.pretrained=null"]
+SYNSEG = ["model=synseg", "model.decoder_init=random", "clip.pretrained=null"]
 
 
 def folder_set(root: Path, mask: np.ndarray) -> Path:
@@ -42,7 +42,7 @@ def fixtures(tmp: Path) -> dict[str, Path]:
     torch.save(
         {
             "global_step": 1,
-            "hyper_parameters": {"backbone": {"model_name": "ViT-B-16"}, "arch": "synseg_head"},
+            "hyper_parameters": {"segmenter": {"kind": "synseg", "backbone": {"model_name": "ViT-B-16"}}},
         },
         tmp / "vit.ckpt",
     )
@@ -57,21 +57,21 @@ def fixtures(tmp: Path) -> dict[str, Path]:
 
 # (name, command builder, expected exit status, text the error line must contain)
 CASES = [
-    ("loss weights", lambda p: [*TRAIN, *SYNSEG, "model.loss.weights=[1,1]"], 2,
-     "model.loss.weights: [1, 1]; expected 4 numbers, one per term (align, cont, back, sep)"),
+    ("loss weights", lambda p: [*TRAIN, *SYNSEG, "+model.loss.weights.edge=1"], 2,
+     "; expected one weight per term, named align, cont, back, sep (e.g. model.loss.weights.sep=0)"),
     ("learning rate", lambda p: [*TRAIN, "model=toyclip", "model.optimizer.lr=0"], 2,
      "model.optimizer.lr: 0; expected a number in (0, 10]"),
     ("batch size", lambda p: [*TRAIN, "model=toyclip", "data.batch_size=0"], 2,
      "data.batch_size: 0; expected an integer >= 1"),
-    ("batch vs mixing group", lambda p: [*TRAIN, "model=mixreorg", "model.backbone.pretrained=null",
+    ("batch vs mixing group", lambda p: [*TRAIN, "model=mixreorg", "clip.pretrained=null",
                                          "data.batch_size=1"], 2, "cannot fill one mixing group"),
     ("total steps", lambda p: [*TRAIN, "model=toyclip", "total_steps=0"], 2,
      "total_steps: 0; expected an integer >= 1"),
     ("threshold range", lambda p: [*TRAIN, *SYNSEG, "callbacks.seg_eval.threshold=1.5"], 2,
      "callbacks.seg_eval.threshold: 1.5; expected a number in [0, 1]"),
     ("missing weights", lambda p: [*TRAIN, "model=synseg", "model.decoder_init=random",
-                                   "model.backbone.pretrained=/nope/clip.pt"], 2,
-     "model.backbone.pretrained: /nope/clip.pt does not exist; build the stand-in CLIP with `make toyclip`"),
+                                   "clip.pretrained=/nope/clip.pt"], 2,
+     "model.segmenter.backbone.pretrained: /nope/clip.pt does not exist; build the stand-in CLIP with `make toyclip`"),
     ("resume without checkpoint", lambda p: [*TRAIN, "model=toyclip", "resume=true"], 2,
      "RESUME=1: "),
     ("unreadable checkpoint", lambda p: [*TRAIN, "model=toyclip", f"ckpt_path={p['garbage']}"], 2,

@@ -152,7 +152,7 @@ def test_compare_takes_the_data_and_its_val_test_sets() -> None:
         "val.data_root=/data/benchmarks",
     ]
     cfg = compose_train(["model=synseg", *extra])
-    assert cfg.model.backbone.model_name == "ViT-B-16" and list(cfg.val.test_datasets) == [
+    assert cfg.model.segmenter.backbone.model_name == "ViT-B-16" and list(cfg.val.test_datasets) == [
         "voc20",
         "context59",
     ]

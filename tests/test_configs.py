@@ -41,18 +41,15 @@ def test_option_composes_and_instantiates(
     cfg = compose_train([f"{group}={option}", f"paths.root_dir={tmp_path}"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.run_name = "t"  # a Hydra app names it from hydra.runtime.choices (see the run-folder test)
         if group == "trainer" and cfg.trainer.get("accelerator") == "gpu":  # no GPU in CI: same config on CPU
             cfg.trainer.accelerator, cfg.trainer.devices = "cpu", 1
             cfg.trainer.pop("precision", None)
-        if "backbone" in cfg.model:  # the cached stand-ins (or hub weights) are not needed to instantiate
-            cfg.model.backbone.pretrained = None
-            if cfg.model.get("decoder_init") == "clipseg":
-                cfg.model.decoder_init = "random"
+        cfg.clip.pretrained = None  # the cached stand-ins (or hub weights) are not needed to instantiate
+        if cfg.model.get("decoder_init") == "clipseg":
+            cfg.model.decoder_init = "random"
         if group == "trainer" and option in ("ddp_sim", "slurm", "ddp"):
-            cfg.trainer.devices, cfg.trainer.num_nodes = (
-                1,
-                1,
-            )  # instantiating a 2-process trainer: keep it light
+            cfg.trainer.devices, cfg.trainer.num_nodes = 1, 1  # a 2-process trainer: keep it light
     node = cfg[group] if group in ("data", "model", "trainer") else None
     if group in ("callbacks", "logger"):
         objs = instantiate_list(cfg[group])
@@ -70,12 +67,24 @@ def test_real_data_configs_point_at_the_hub_with_the_real_backbone() -> None:
         cfg = compose_train([f"data={name}", "model=synseg"])
         assert cfg.data.source == "hf" and cfg.data.hf.path == path and cfg.data.hf.data_files is None
         assert cfg.data.backbone == "ViT-B-16" and cfg.data.image_size == 224
-        assert cfg.model.backbone.model_name == "ViT-B-16" and cfg.model.backbone.pretrained == "openai"
+        assert (
+            cfg.model.segmenter.backbone.model_name == "ViT-B-16"
+            and cfg.model.segmenter.backbone.pretrained == "openai"
+        )
         assert cfg.model.decoder_ckpt == "CIDAS/clipseg-rd64-refined" and cfg.val.datasets == ["voc20"]
         assert cfg.data.batch_size == 64
 
 
 def test_run_folder_is_named_once_from_model_data_seed() -> None:
+    from hydra.core.hydra_config import HydraConfig
+
     cfg = compose_train(["seed=3"])
-    assert cfg.run_name == "toyclip-toy-s3"
-    assert cfg.hydra.run.dir.endswith("logs/train/toyclip-toy-s3")
+    HydraConfig.instance().set_config(cfg)  # what a Hydra app does before resolving the run folder
+    try:
+        assert cfg.run_name == "synseg-toy-s3"  # `python -m synseg.train` runs what `make train` runs
+        assert cfg.hydra.run.dir.endswith("logs/train/synseg-toy-s3")
+        other = compose_train(["model=mixreorg", "data=shards"])
+        HydraConfig.instance().set_config(other)
+        assert other.run_name == "mixreorg-shards-s0"
+    finally:
+        HydraConfig.instance().cfg = None

@@ -57,7 +57,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_maskclip_end_to_end(tmp_path: Path, toy_test: Path) -> None:
     pred = tmp_path / "pred"
     done = run_cli(
-        "model=maskclip",
+        "method=maskclip",
         RANDOM_BACKBONE,
         f"data_root={toy_test}",
         f"paths.root_dir={tmp_path}",
@@ -77,7 +77,7 @@ def test_maskclip_end_to_end(tmp_path: Path, toy_test: Path) -> None:
     protocol = json.loads((run / "protocol.json").read_text())["datasets"]["toy"]
     assert (protocol["short_side"], protocol["window"]) == (64, 64)  # the backbone's input size
     assert protocol["threshold"] == 0.5 and protocol["threshold_source"] == "default"
-    assert "model:" in (run / "config.yaml").read_text()
+    assert "method: maskclip" in (run / "config.yaml").read_text()
     rows = (run / "toy_per_class.csv").read_text().splitlines()
     assert rows[0] == "class,IoU" and len(rows) == 1 + len(classes)
     assert "== toy: mIoU" in done.stdout and "protocol: short side 64" in done.stdout
@@ -102,7 +102,7 @@ def test_checkpoint_end_to_end_sets_the_toy_resolution_and_threshold(
     toy = protocol["datasets"]["toy"]
     assert (toy["short_side"], toy["window"], toy["stride"]) == (32, 32, 16)
     assert toy["threshold_source"] == "checkpoint val-selected"
-    assert protocol["source"]["meta"]["module"] == "synseg.lit.synseg_module.SynSegModule"
+    assert protocol["source"]["segmenter"]["kind"] == "synseg"
     assert "bg threshold 0.35 (checkpoint val-selected)" in done.stdout
 
 
@@ -126,7 +126,7 @@ def test_undecodable_images_are_counted_not_fatal(tmp_path: Path, toy_test: Path
     )
     cfg = eval_cfg(
         tmp_path,
-        "model=maskclip",
+        "method=maskclip",
         RANDOM_BACKBONE,
         "datasets=[folder]",
         f"data_root={folder}",
@@ -139,7 +139,7 @@ def test_undecodable_images_are_counted_not_fatal(tmp_path: Path, toy_test: Path
 
 
 def test_score_budget_splits_batches_without_changing_the_result(tmp_path: Path, toy_test: Path) -> None:
-    base = ("model=maskclip", RANDOM_BACKBONE, f"data_root={toy_test}", "protocol.threshold=0.11")
+    base = ("method=maskclip", RANDOM_BACKBONE, f"data_root={toy_test}", "protocol.threshold=0.11")
     torch.manual_seed(0)  # the same random backbone twice
     whole = evaluate(eval_cfg(tmp_path, *base, "run_name=whole"))
     torch.manual_seed(0)
@@ -168,16 +168,16 @@ def test_bad_input_gives_one_clear_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: CKPT=") and "no such file" in err[-1]
     with pytest.raises(LoadError, match="unknown dataset 'nope'; known: voc21"):
-        evaluate(eval_cfg(tmp_path, "model=maskclip", RANDOM_BACKBONE, "datasets=nope"))
+        evaluate(eval_cfg(tmp_path, "method=maskclip", RANDOM_BACKBONE, "datasets=nope"))
     with pytest.raises(LoadError, match="(?s)voc21: dataset missing.*VOCdevkit"):
         evaluate(
-            eval_cfg(tmp_path, "model=maskclip", RANDOM_BACKBONE, "datasets=voc21", f"data_root={tmp_path}")
+            eval_cfg(tmp_path, "method=maskclip", RANDOM_BACKBONE, "datasets=voc21", f"data_root={tmp_path}")
         )
     with pytest.raises(LoadError, match="protocol for toy: .*templates: 'fancy'"):
         evaluate(
             eval_cfg(
                 tmp_path,
-                "model=maskclip",
+                "method=maskclip",
                 RANDOM_BACKBONE,
                 f"data_root={toy_test}",
                 "protocol.templates=fancy",
@@ -185,12 +185,12 @@ def test_bad_input_gives_one_clear_line(
         )
     bogus = tmp_path / "bogus.ckpt"
     torch.save({"state_dict": {}}, bogus)
-    with pytest.raises(LoadError, match="not a SynSeg checkpoint"):
+    with pytest.raises(LoadError, match="not a checkpoint of a segmentation model"):
         evaluate(eval_cfg(tmp_path, f"ckpt={bogus}", f"data_root={toy_test}"))
     with pytest.raises(LoadError, match="exactly one of CKPT"):
         evaluate(eval_cfg(tmp_path, "run_name=x"))
-    with pytest.raises(LoadError, match="needs training"):
-        evaluate(eval_cfg(tmp_path, "model=synseg", RANDOM_BACKBONE, "run_name=x"))
+    with pytest.raises(LoadError, match="MODEL=synseg: not a training-free model"):
+        evaluate(eval_cfg(tmp_path, "method=synseg", RANDOM_BACKBONE, "run_name=x"))
 
 
 def test_make_eval_needs_a_ckpt_or_a_training_free_model() -> None:
@@ -203,11 +203,11 @@ def test_make_eval_needs_a_ckpt_or_a_training_free_model() -> None:
 def test_dense_pretrained_checkpoint_loads_without_its_init_file(tmp_path: Path) -> None:
     """A `MODEL=synseg` checkpoint names its dense-pretrained init by a relative path; loading it elsewhere
     (a notebook's folder, another machine) must not need that file: the trained head is in the state dict."""
-    from synseg.evaluation.loading import load_checkpoint
+    from synseg.models import Segmenter
 
     ckpt = save_tiny_checkpoint(tmp_path / "last.ckpt", decoder_ckpt="no/such/synseg_head_dense.pt")
-    module, meta = load_checkpoint(ckpt)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    for name, value in module.head.state_dict().items():
-        torch.testing.assert_close(value, state[f"head.{name}"], msg=name)
-    assert meta["threshold"] == pytest.approx(0.35)
+    segmenter = Segmenter.load(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in segmenter.head.state_dict().items():
+        torch.testing.assert_close(value, state[f"segmenter.head.{name}"], msg=name)
+    assert segmenter.threshold == pytest.approx(0.35) and segmenter.image_size == 32

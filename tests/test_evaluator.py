@@ -242,8 +242,9 @@ class FolderData(L.LightningDataModule):
         return [eval_loader(ds, 4, 0, 0, 1) for ds in self.sets["test"]]
 
 
-class FakeSegmenter(L.LightningModule):
-    """Scores: a steep sigmoid of the marked channels around 0.5 of the full intensity."""
+class FakeScorer(torch.nn.Module):
+    """What the callback needs of a Segmenter. Scores: a steep sigmoid of the marked channels around 0.5 of
+    the full intensity."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -253,8 +254,15 @@ class FakeSegmenter(L.LightningModule):
     def set_classes(self, names: list[str], templates: list[str] | None = None) -> None:
         self.classes = list(names)
 
-    def segment(self, images: torch.Tensor) -> torch.Tensor:
+    def class_scores(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((images[:, :2] - 0.5) * 4 * self.scale)  # (B, 2, h, w)
+
+
+class FakeSegmenter(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.segmenter = FakeScorer()
+        self.val_thresholds: dict[str, float] = {}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         return None
@@ -297,11 +305,16 @@ def test_callback_tests_at_the_threshold_selected_on_val(
     val = trainer.validate(model, datamodule=data, verbose=False)[0]
     for key in ("mIoU", "fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "threshold"):
         assert f"val/toy/{key}" in val
-    assert val["val/toy/fg_pixel_acc"] == 1.0 and model.classes == ["a", "b"]
+    assert val["val/toy/fg_pixel_acc"] == 1.0 and model.segmenter.classes == ["a", "b"]
     val_results = model.eval_results["val"]["toy"]
     chosen = val_results["best_threshold"]
     assert chosen == max(val_results["mIoU_at"], key=lambda t: (val_results["mIoU_at"][t], -t))
-    assert callback.state_dict() == {"selected": {"toy": chosen}}  # travels in the checkpoint
+    assert model.val_thresholds == {"toy": chosen}  # travels in the module's checkpoints
+    # val mIoU is logged at the threshold val chose, with that threshold beside it, and per class
+    assert val["val/toy/threshold"] == pytest.approx(chosen)
+    assert val["val/toy/mIoU"] == pytest.approx(val_results["mIoU_at"][chosen], abs=1e-6)
+    assert val_results["mIoU_fixed_threshold"] == pytest.approx(val_results["mIoU_at"][0.5], abs=1e-6)
+    assert {"val/toy/iou/background", "val/toy/iou/a", "val/toy/iou/b"} <= set(val)
 
     test = trainer.test(model, datamodule=data, verbose=False)[0]
     assert test["test/toy/threshold"] == pytest.approx(chosen)

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from synseg.lit.mixreorg_module import MIXREORG_TERMS, MixReorgModule
-
-BACKBONE = {"model_name": "toyclip-vit-p8c", "pretrained": None, "extract_layers": [0, 1, 2]}
+from tests.modules import build_module
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +19,13 @@ def toy_batch(toy_folders: Path) -> dict:
     return collect(make_dm(toy_folders, "toy", world=1, workers=0, steps=1, batch=6))[0]
 
 
-def make_module(**kw) -> MixReorgModule:
-    torch.manual_seed(0)
-    return MixReorgModule(backbone=BACKBONE, **kw)
+def make_module(*overrides: str) -> MixReorgModule:
+    return build_module("mixreorg", *overrides)
 
 
 @pytest.mark.parametrize("progressive", [True, False])
 def test_training_step_gives_every_head_parameter_a_gradient(progressive: bool, toy_batch: dict) -> None:
-    module = make_module(progressive=progressive)
+    module = make_module(f"model.segmenter.progressive={progressive}")
     loss = module.training_step(toy_batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
     loss.backward()
@@ -42,18 +40,18 @@ def test_training_step_gives_every_head_parameter_a_gradient(progressive: bool, 
 
 
 def test_loss_is_the_weighted_sum_of_its_terms(toy_batch: dict) -> None:
-    """Weights (seg, orig, rest) = (1, 0, 0) and (0, 1, 0) ... recombine into the (1, 2, 3) total."""
+    """Weights {seg: 1, orig: 0, rest: 0}, {seg: 0, orig: 1, rest: 0} ... recombine into the (1, 2, 3) total."""
     parts = []
-    for k in range(3):
-        w = [0.0, 0.0, 0.0]
-        w[k] = 1.0
-        parts.append(make_module(loss={"weights": w}).training_step(toy_batch, 0).detach())
-    total = make_module(loss={"weights": [1.0, 2.0, 3.0]}).training_step(toy_batch, 0).detach()
+    for term in MIXREORG_TERMS:
+        zero = [f"model.loss.weights.{t}={float(t == term)}" for t in MIXREORG_TERMS]
+        parts.append(make_module(*zero).training_step(toy_batch, 0).detach())
+    weights = ["model.loss.weights.seg=1", "model.loss.weights.orig=2", "model.loss.weights.rest=3"]
+    total = make_module(*weights).training_step(toy_batch, 0).detach()
     torch.testing.assert_close(total, parts[0] + 2 * parts[1] + 3 * parts[2])
     # at init the mixed segmentation is a guess among M=2 captions: CE close to log 2
     assert 0.3 < float(parts[0]) < 1.5
-    with pytest.raises(ValueError, match="3 values"):
-        make_module(loss={"weights": [1.0, 1.0]})
+    with pytest.raises(Exception, match="named seg, orig, rest"):
+        make_module("~model.loss.weights.rest")
     assert MIXREORG_TERMS == ("seg", "orig", "rest")
 
 
@@ -70,7 +68,7 @@ def test_mixing_layout_is_seeded_by_step_and_is_a_slice_of_the_global_layout(
         steps[step] = module.mix_layout(6, grid)
         assert torch.equal(steps[step], make_module().mix_layout(6, grid))  # a function of (mix_seed, step)
     assert not torch.equal(steps[0], steps[1]) and not torch.equal(steps[1], steps[7])
-    assert not torch.equal(make_module(mix_seed=1).mix_layout(6, grid), steps[7])
+    assert not torch.equal(make_module("model.mix_seed=1").mix_layout(6, grid), steps[7])
     # Under DDP (2 ranks x 6 images) rank r mixes rows r*6.. of the 12-image layout, in its own indices.
     full = module.mix_layout(12, grid)
     for rank in (0, 1):
@@ -78,16 +76,10 @@ def test_mixing_layout_is_seeded_by_step_and_is_a_slice_of_the_global_layout(
         torch.testing.assert_close(module.mix_layout(6, grid), full[rank * 6 : (rank + 1) * 6] - rank * 6)
 
 
-def test_segment_is_a_distribution_over_classes(toy_batch: dict) -> None:
-    module = make_module().eval()
-    module.set_classes(["circle", "square", "star"])
-    maps = module.segment(toy_batch["images"][:2])
-    assert maps.shape == (2, 3, *toy_batch["images"].shape[-2:])
-    torch.testing.assert_close(maps.sum(1), torch.ones(2, *maps.shape[-2:]), atol=1e-4, rtol=0)
-
-
 def test_group_size_must_mix(toy_batch: dict) -> None:
-    with pytest.raises(ValueError, match="group_size"):
-        make_module(group_size=1)
-    module = make_module(group_size=4)  # 6 images: one group of 4, the tail of 2 only in the original branch
+    with pytest.raises(Exception, match="group_size"):
+        make_module("model.group_size=1")
+    module = make_module(
+        "model.group_size=4"
+    )  # 6 images: one group of 4, the tail of 2 in the original branch
     assert torch.isfinite(module.training_step(toy_batch, 0))

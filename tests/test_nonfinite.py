@@ -19,8 +19,8 @@ from synseg.lit.run_checkpoint import RunCheckpoint
 from tests.conftest import ROOT
 
 MODELS = {
-    "synseg": ["model=synseg", "model.decoder_init=random", "model.backbone.pretrained=null"],
-    "mixreorg": ["model=mixreorg", "model.backbone.pretrained=null"],
+    "synseg": ["model=synseg", "model.decoder_init=random", "clip.pretrained=null"],
+    "mixreorg": ["model=mixreorg", "clip.pretrained=null"],
     "toyclip": ["model=toyclip"],
 }
 

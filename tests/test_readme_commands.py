@@ -73,11 +73,13 @@ def test_readme_command_composes(command: str, tmp_path: Path) -> None:
     if not any(r in command for r in REAL):
         return
     model = cfg.model
-    assert model.backbone.model_name == "ViT-B-16" and model.backbone.pretrained == "openai", command
+    assert (
+        model.segmenter.backbone.model_name == "ViT-B-16" and model.segmenter.backbone.pretrained == "openai"
+    ), command
     assert cfg.data.image_size == 224 and cfg.data.backbone == "ViT-B-16"
     if model.get("decoder_init") is not None:
         assert model.decoder_init == "clipseg" and model.decoder_ckpt == "CIDAS/clipseg-rd64-refined"
-        assert model.text_condition == "raw" and model.head.ffn_dim == 2048
+        assert model.segmenter.text_condition == "raw" and model.segmenter.head.ffn_dim == 2048
     if "val=none" in command:
         assert list(cfg.val.datasets) == [] and list(cfg.val.test_datasets) == []
     else:

@@ -19,10 +19,13 @@ def test_synseg_cc12m_composes_and_runs_one_step_at_224(toy_folders: Path, tmp_p
     assert (
         cfg.data.hf.path == "pixparse/cc12m-wds" and cfg.data.batch_size == 64 and cfg.data.image_size == 224
     )
-    assert cfg.model.backbone.model_name == "ViT-B-16" and cfg.model.backbone.pretrained == "openai"
+    assert (
+        cfg.model.segmenter.backbone.model_name == "ViT-B-16"
+        and cfg.model.segmenter.backbone.pretrained == "openai"
+    )
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
-        cfg.model.backbone.pretrained = None  # no network in tests
+        cfg.model.segmenter.backbone.pretrained = None  # no network in tests
         cfg.model.decoder_init = "random"  # CLIPSeg weights need the hub
     datamodule = hydra.utils.instantiate(cfg.data)
     assert datamodule.transform.size == 224

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from synseg.segment import main, parse_classes
 from tests.conftest import ROOT
-from tests.tiny_checkpoint import RANDOM_BACKBONE, save_tiny_checkpoint
+from tests.tiny_checkpoint import save_tiny_checkpoint
 
-MASKCLIP = ["--model", "maskclip", "--override", RANDOM_BACKBONE]
+MASKCLIP = ["--model", "maskclip", "--pretrained", "none"]  # random weights: no stand-in CLIP needed
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def odd_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_maskclip_overlay_for_any_size_and_words(tmp_path: Path, odd_image: Path, capsys) -> None:
     out, mask = tmp_path / "o" / "overlay.png", tmp_path / "mask.png"
     argv = ["--image", str(odd_image), "--classes", "red sofa, a cat, Straße", "--out", str(out)]
-    code = main([*MASKCLIP, *argv, "--background-threshold", "0.4", "--mask-out", str(mask)])
+    code = main([*MASKCLIP, *argv, "--threshold", "0.4", "--mask-out", str(mask)])
     assert code == 0
     overlay = Image.open(out)
     assert overlay.size[0] > overlay.size[1] > 50  # image + prediction side by side, legend on the right
@@ -65,8 +66,18 @@ def test_checkpoint_uses_its_training_size(tmp_path: Path, odd_image: Path, caps
         "--out",
         str(tmp_path / "o.png"),
     ]
-    assert main(argv) == 0
-    assert "short side 32 | window 32 stride 16" in capsys.readouterr().out
+    torch.manual_seed(0)  # the tiny checkpoint's backbone is random (pretrained=None): the same one twice
+    assert main([*argv, "--mask-out", str(tmp_path / "m.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "short side 32 | window 32 stride 16" in printed
+    # the threshold travels with the model: used by default, and said so
+    assert "bg threshold 0.35 (the model's (selected on val))" in printed
+    labels = np.asarray(Image.open(tmp_path / "m.png"))
+    torch.manual_seed(0)
+    assert main([*argv, "--no-background", "--mask-out", str(tmp_path / "n.png")]) == 0
+    every = np.asarray(Image.open(tmp_path / "n.png"))
+    assert every.min() >= 1 and "bg threshold none" in capsys.readouterr().out
+    assert (labels == 0).any() and np.array_equal(labels[labels > 0], every[labels > 0])
 
 
 @pytest.mark.parametrize(

@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from synseg.lit.synseg_module import SynSegModule
+from tests.modules import build_module
 
-BACKBONE = {"model_name": "toyclip-vit-p8c", "pretrained": None, "extract_layers": [0, 1, 2]}
 RECIPES = {
-    "paper": {},
-    "weak": {
-        "fss_source": "frozen",
-        "negatives": {"weight": 1.0},
-        "presence_weight": 1.0,
-        "prompt_nce_weight": 1.0,
-        "head": {"prior": True},
-    },
-    "soft_warmup": {"loss": {"clamp_mode": "soft"}, "align_warmup_steps": 10},
+    "paper": [],
+    "weak": ["model=synseg_weak_extras", "model.segmenter.head.prior=true"],
+    "soft_warmup": ["model.loss.clamp_mode=soft", "model.align_warmup_steps=10"],
 }
 
 
@@ -30,15 +24,14 @@ def toy_batch(toy_folders: Path) -> dict:
     return collect(make_dm(toy_folders, "toy", world=1, workers=0, steps=1, batch=6))[0]
 
 
-def make_module(**kw) -> SynSegModule:
-    torch.manual_seed(0)
-    kw = {"backbone": BACKBONE, **kw}
-    return SynSegModule(**kw)
+def make_module(*overrides: str) -> SynSegModule:
+    model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "synseg")
+    return build_module(model, *[o for o in overrides if not o.startswith("model=")])
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_training_step_runs_and_trains_the_head(recipe: str, toy_batch: dict) -> None:
-    module = make_module(**RECIPES[recipe])
+    module = make_module(*RECIPES[recipe])
     loss = module.training_step(toy_batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
     loss.backward()
@@ -67,7 +60,10 @@ def test_checkpoint_and_optimiser_leave_the_frozen_backbone_out(toy_batch: dict)
     module = make_module()
     ckpt = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
-    assert ckpt["state_dict"] and not any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    assert ckpt["state_dict"] and not any(k.startswith("segmenter.backbone.") for k in ckpt["state_dict"])
+    assert ckpt["segmenter"]["kind"] == "synseg" and all(
+        k.startswith("segmenter.head.") for k in ckpt["state_dict"]
+    )
     module.on_load_checkpoint(ckpt)
     module.load_state_dict(ckpt["state_dict"])  # strict: the backbone keys were filled back in
 
@@ -80,17 +76,25 @@ def test_checkpoint_and_optimiser_leave_the_frozen_backbone_out(toy_batch: dict)
     assert in_opt == {id(p) for p in module.head.parameters()}
 
 
-def test_segment_gives_one_map_per_class_in_unit_range(toy_batch: dict) -> None:
-    module = make_module(eval_chunk=7)  # chunks smaller than B x C
-    module.set_classes(["circle", "square", "star"])
-    maps = module.segment(toy_batch["images"])
-    assert maps.shape == (6, 3, 64, 64) and 0 <= float(maps.min()) and float(maps.max()) <= 1
-
-
 def test_unknown_switch_values_are_clear_errors() -> None:
-    with pytest.raises(ValueError, match="model.fss_source"):
-        make_module(fss_source="both")
-    with pytest.raises(ValueError, match="model.decoder_init"):
-        make_module(decoder_init="imagenet")
-    with pytest.raises(ValueError, match="model.decoder_ckpt: required"):
-        make_module(decoder_init="clipseg")
+    with pytest.raises(Exception, match="model.fss_source: 'both'; expected conditioned or frozen"):
+        make_module("model.fss_source=both")
+    with pytest.raises(Exception, match="model.decoder_init: 'imagenet'; expected random or clipseg"):
+        make_module("model.decoder_init=imagenet")
+    with pytest.raises(Exception, match="model.decoder_ckpt: required"):
+        make_module("model.decoder_init=clipseg", "model.decoder_ckpt=null")
+    with pytest.raises(Exception, match="named align, cont, back, sep"):
+        make_module("+model.loss.weights.edge=1")
+
+
+def test_named_loss_weights_recombine_into_the_total(toy_batch: dict) -> None:
+    """weights {align: a, cont: c, back: b, sep: s} give the weighted sum of the terms taken one at a time."""
+    terms = ("align", "cont", "back", "sep")
+    parts = []
+    for term in terms:
+        zero = [f"model.loss.weights.{t}={float(t == term)}" for t in terms]
+        parts.append(make_module(*zero).training_step(toy_batch, 0).detach())
+    weights = (1.0, 2.0, 0.5, 3.0)
+    mixed = make_module(*[f"model.loss.weights.{t}={w}" for t, w in zip(terms, weights, strict=True)])
+    total = mixed.training_step(toy_batch, 0).detach()
+    torch.testing.assert_close(total, sum(w * p for w, p in zip(weights, parts, strict=True)))

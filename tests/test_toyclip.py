@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from synseg.lit.toyclip_module import ToyClipModule, warmup_cosine
+from synseg.lit.optim import warmup_cosine
+from synseg.lit.toyclip_module import ToyClipModule
+from tests.modules import build_module
 from tests.conftest import ROOT
 
 
@@ -32,7 +34,7 @@ def test_loss_falls_in_a_few_steps(toy_folders: Path) -> None:
 
     torch.manual_seed(0)
     batch = collect(make_dm(toy_folders, "toy", world=1, workers=0, steps=1, batch=32))[0]
-    module = ToyClipModule(optimizer=None, warmup_steps=0)
+    module = build_module("toyclip", "model.warmup_steps=0")
     module.setup("fit")  # ClipLoss with rank 0, world 1 (trainer not needed for that)
     opt = torch.optim.AdamW(module.model.parameters(), lr=1e-3)
     losses = []
@@ -65,8 +67,8 @@ def test_clip_loss_matches_a_hand_written_symmetric_infonce() -> None:
 def test_export_loads_through_build_open_clip_like_a_pretrained_tag(tmp_path: Path) -> None:
     from synseg.models.toyclip import build_open_clip
 
-    module = ToyClipModule(export_dir=str(tmp_path))
-    path = module.export({"test/top1": 0.5})
+    module = build_module("toyclip", f"model.export_dir={tmp_path}")
+    path = module.export({"test/top1": 0.5}, tmp_path / "run")
     assert path == tmp_path / "toyclip-vit-p8c.pt"
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"test/top1": 0.5}
     loaded = build_open_clip("toyclip-vit-p8c", pretrained=str(path))
@@ -97,7 +99,7 @@ class _Transform:
 
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_random_grayscale_turns_picked_images_grey_and_stays_normalised(p: float) -> None:
-    module = ToyClipModule(grayscale_p=p)
+    module: ToyClipModule = build_module("toyclip", f"model.grayscale_p={p}")
     module.trainer = types.SimpleNamespace(datamodule=types.SimpleNamespace(transform=_Transform))
     torch.manual_seed(0)
     rgb = torch.rand(4, 3, 8, 8)

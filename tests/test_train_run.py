@@ -20,21 +20,29 @@ TINY = [
     "data.toy.n_val=8",
     "data.toy.n_test=8",
     "data.eval_batch_size=8",
-    "model.backbone.pretrained=null",
+    "clip.pretrained=null",
 ]
 
 
 def train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "synseg.train", f"paths.root_dir={tmp_path}", *TINY, *overrides]
+    tiny = [o for o in TINY if not any(o.split("=")[0] == x.split("=")[0] for x in overrides)]
+    cmd = [sys.executable, "-m", "synseg.train", f"paths.root_dir={tmp_path}", *tiny, *overrides]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_synseg_run_writes_its_run_folder(tmp_path: Path) -> None:
-    done = train(tmp_path, "model=synseg", "model.decoder_init=random", "run_name=tiny")
+    from synseg.models.toyclip import build_open_clip
+
+    clip = tmp_path / "clip.pt"  # a random stand-in CLIP, but in a file: the run and `make eval` share it
+    torch.manual_seed(0)
+    torch.save(build_open_clip("toyclip-vit-p8c").state_dict(), clip)
+    done = train(
+        tmp_path, "model=synseg", "model.decoder_init=random", "run_name=tiny", f"clip.pretrained={clip}"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     run = tmp_path / "logs" / "train" / "tiny"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= metrics["test/toy/mIoU"] <= 1.0 and metrics["global_step"] == 20
+    assert metrics["global_step"] == 20 and metrics["test/toy/n_images"] == 8
     assert {
         "test/toy/act_in",
         "test/toy/act_bg",
@@ -42,16 +50,31 @@ def test_synseg_run_writes_its_run_folder(tmp_path: Path) -> None:
         "reference/all_background",
         "reference/patch_grid_ceiling",
         "test/toy/per_class/circle",
+        "val/toy/iou/circle",
     } <= set(metrics)
-    assert "model:" in (run / "config.yaml").read_text()
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert not any(k.startswith("backbone.") for k in ckpt["state_dict"])
-    meta = ckpt["synseg_meta"]  # what `make eval` rebuilds the model from
-    assert meta["module"] == "synseg.lit.synseg_module.SynSegModule" and meta["image_size"] == 64
-    # the val-selected threshold the test used (logged as float32), written with the checkpoint at once
-    assert meta["threshold"] == pytest.approx(metrics["test/toy/threshold"], abs=1e-6)
+    assert "segmenter:" in (run / "config.yaml").read_text()
+    # the test scored best.ckpt (validations at steps 10 and 20), and says so
+    assert metrics["test/checkpoint"] == "best" and metrics["best/step"] in (10, 20)
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["global_step"] == metrics["best/step"] and last["global_step"] == 20
+    assert not any(k.startswith("segmenter.backbone.") for k in last["state_dict"])
+    config = best["segmenter"]  # what Segmenter.load rebuilds the model from
+    assert config["kind"] == "synseg" and config["image_size"] == 64
+    # the test's threshold is the one val chose for the best weights, written with that checkpoint at once
+    assert config["threshold"] == pytest.approx(metrics["test/toy/threshold"], abs=1e-6)
     assert list((run / "wandb").glob("offline-run-*")), "wandb did not log offline"
     assert "reference levels" in done.stdout and "maps inverted" in done.stdout
+    # `make eval` on the run's export reproduces its own test numbers (one loader, the same protocol)
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "synseg.eval", f"ckpt={run / 'model.synseg'}", f"paths.root_dir={tmp_path}",
+         f"data_root={tmp_path / 'data' / 'toy' / 'test'}", "progress=false", "run_name=check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    again = json.loads((tmp_path / "logs" / "eval" / "check" / "metrics.json").read_text())
+    assert again["toy/mIoU"] == pytest.approx(metrics["test/toy/mIoU"], abs=1e-6)
+    assert again["toy/threshold"] == pytest.approx(metrics["test/toy/threshold"], abs=1e-6)
 
 
 def test_training_free_model_only_evaluates(tmp_path: Path) -> None:

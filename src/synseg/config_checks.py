@@ -50,27 +50,23 @@ def world_size(cfg: Mapping) -> int:
 
 
 def check_loss_weights(cfg: Mapping) -> None:
-    """model.loss.weights: one weight per term of the model's loss (a list in the terms' order)."""
-    arch = str(_get(cfg, "model.arch", ""))
-    family = "mixreorg" if "mixreorg" in arch or "MixReorg" in str(_get(cfg, "model._target_", "")) else None
-    if family is None and str(_get(cfg, "model._target_", "")).endswith("SynSegModule"):
-        family = "synseg"
+    """model.loss.weights: one named weight per term of the model's loss (e.g. model.loss.weights.sep=0)."""
+    target = str(_get(cfg, "model._target_", ""))
+    family = next((f for f in LOSS_TERMS if target.lower().endswith(f"{f}module")), None)
     weights = _get(cfg, "model.loss.weights")
     if family is None or weights is None:
         return
     terms = LOSS_TERMS[family]
-    if not isinstance(weights, list | tuple) or len(weights) != len(terms):
+    if not isinstance(weights, Mapping) or set(weights) != set(terms):
+        given = dict(weights) if isinstance(weights, Mapping) else weights
         raise ConfigError(
-            f"model.loss.weights: {list(weights) if isinstance(weights, list | tuple) else weights!r}; "
-            f"expected {len(terms)} numbers, one per term ({', '.join(terms)})"
+            f"model.loss.weights: {given}; expected one weight per term, named {', '.join(terms)} "
+            f"(e.g. model.loss.weights.{terms[-1]}=0)"
         )
-    bad = [
-        w for w in weights if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w)
-    ]
-    if bad or any(w < 0 for w in weights):
-        raise ConfigError(
-            f"model.loss.weights: {list(weights)}; expected finite numbers >= 0 ({', '.join(terms)})"
-        )
+    values = [weights[t] for t in terms]
+    bad = [w for w in values if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w)]
+    if bad or any(w < 0 for w in values):
+        raise ConfigError(f"model.loss.weights: {dict(weights)}; expected finite numbers >= 0")
     clamp = _get(cfg, "model.loss.clamp")
     if clamp is not None and not (len(clamp) == 2 and 0 < clamp[0] < clamp[1] < 1):
         raise ConfigError(f"model.loss.clamp: {list(clamp)}; expected [lo, hi] with 0 < lo < hi < 1")
@@ -78,7 +74,7 @@ def check_loss_weights(cfg: Mapping) -> None:
 
 def check_weight_files(cfg: Mapping) -> None:
     """Local weight files the model needs must exist (hub tags such as `openai` are not checked here)."""
-    checks = [("model.backbone.pretrained", "build the stand-in CLIP with `make toyclip`")]
+    checks = [("model.segmenter.backbone.pretrained", "build the stand-in CLIP with `make toyclip`")]
     if _get(cfg, "model.decoder_init") == "clipseg":
         checks.append(("model.decoder_ckpt", "build the stand-in decoder with `make dense-decoder`"))
     for key, hint in checks:

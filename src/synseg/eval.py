@@ -19,14 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from synseg.errors import UserError, one_line
-from synseg.evaluation.loading import (
-    CONFIG_DIR,
-    LoadError,
-    load_segmenter,
-    pick_device,
-    preprocess_for,
-    set_templates,
-)
+from synseg.evaluation.loading import CONFIG_DIR, LoadError, load_model, pick_device
 from synseg.evaluation.protocol import build_protocol
 from synseg.evaluation.results import flat_metrics, format_table, write_per_class_csv
 from synseg.evaluation.runner import Normalizer, evaluate_dataset
@@ -38,7 +31,9 @@ def default_run_name(ckpt: str | None, model: str | None) -> str:
     """logs/train/<run>/checkpoints/last.ckpt -> <run>; else the checkpoint stem, else the model name."""
     if ckpt:
         path = Path(ckpt)
-        return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+        if path.parent.name == "checkpoints":
+            return path.parent.parent.name
+        return path.parent.name if path.name == "model.synseg" else path.stem
     return str(model or "eval")
 
 
@@ -76,10 +71,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    module = load_segmenter(cfg.ckpt, cfg.get("model"), device)
-    meta = module.synseg_meta
-    pre = preprocess_for(module)
-    normalize = Normalizer(pre["mean"], pre["std"], device)
+    clip = OmegaConf.to_container(cfg.clip, resolve=True) if cfg.get("clip") else {}
+    segmenter = load_model(cfg.ckpt, cfg.get("method"), clip, device)
+    meta = dict(segmenter.config)
+    normalize = Normalizer(segmenter.mean.flatten().tolist(), segmenter.std.flatten().tolist(), device)
 
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     protocol_cfg = OmegaConf.to_container(cfg.protocol, resolve=True)
     metrics: dict[str, Any] = {}
     protocols: dict[str, Any] = {}
-    source = {"ckpt": cfg.ckpt, "model": (cfg.get("model") or {}).get("name"), "meta": meta}
+    source = {"ckpt": cfg.ckpt, "method": cfg.get("method"), "segmenter": meta}
     for name in names:
         try:
             dataset = build_eval_dataset(name, dataset_root(cfg, name))
@@ -100,10 +95,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
         except ValueError as err:
             raise LoadError(f"protocol for {name}: {err}") from err
-        set_templates(module, protocol.templates)
-        module.set_classes(list(dataset.classes[1:] if dataset.has_background else dataset.classes))
+        segmenter.set_classes(
+            list(dataset.classes[1:] if dataset.has_background else dataset.classes), protocol.templates
+        )
         results = evaluate_dataset(
-            module,
+            segmenter.class_scores,
             dataset,
             protocol,
             normalize,

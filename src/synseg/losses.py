@@ -13,6 +13,18 @@ import torch.nn.functional as F
 MCCL_TERMS = ("align", "cont", "back", "sep")
 
 
+def loss_weights(weights: dict[str, float], terms: tuple[str, ...]) -> tuple[float, ...]:
+    """Named loss weights (e.g. {"align": 1, "cont": 1, "back": 1, "sep": 0}) as a tuple in `terms` order;
+    a missing or unknown name is a ValueError naming `model.loss.weights` and the expected names."""
+    if not isinstance(weights, dict) or set(weights) != set(terms):
+        given = sorted(weights) if isinstance(weights, dict) else weights
+        raise ValueError(
+            f"model.loss.weights: {given}; expected one weight per term, named {', '.join(terms)} "
+            f"(e.g. model.loss.weights.{terms[-1]}=0)"
+        )
+    return tuple(float(weights[t]) for t in terms)
+
+
 def bounded_similarity(
     a: torch.Tensor, b: torch.Tensor, clamp: tuple[float, float], soft: bool = False
 ) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """Free-text segmentation of one image: `python -m synseg.segment --ckpt last.ckpt --image cat.jpg
---classes "cat, dog, sofa" --out overlay.png` (or `--model maskclip`, training-free, no checkpoint).
+--classes "cat, dog, sofa" --out overlay.png` (or an exported model file, or `--model maskclip`).
 
 The image goes through the evaluation protocol's dense inference (short side, sliding window) at the model's
-training resolution unless given; with `--background-threshold` pixels whose best score is not above it
-are background. Writes the image with the prediction blended in and a legend (pixel share per class)."""
+training resolution unless given. Pixels whose best score is not above the background threshold are
+background: the model's own (selected on val) unless `--threshold` overrides it; `--no-background` (or a
+model without one) gives every pixel a class. Writes the image with the prediction blended in and a legend
+(pixel share per class)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from synseg.errors import UserError, one_line
-from synseg.evaluation.loading import load_segmenter, pick_device, preprocess_for, set_templates
+from synseg.evaluation.loading import clip_config, load_model, pick_device
 from synseg.evaluation.protocol import Protocol, template_set
 from synseg.evaluation.runner import Normalizer, dense_scores
 
@@ -37,7 +40,7 @@ def parse_classes(text: str) -> list[str]:
             raise ValueError(f"--classes: {n!r} given twice; expected each class once")
         seen[n.lower()] = n
     if any(n.lower() == "background" for n in names):
-        raise ValueError("--classes: 'background' is not a class here; use --background-threshold")
+        raise ValueError("--classes: 'background' is not a class here; it is decided by --threshold")
     return names
 
 
@@ -61,15 +64,12 @@ def palette(n: int) -> np.ndarray:
     return (np.array(cols) * 255).round().astype(np.uint8)
 
 
-def predict(
-    module: object, image: np.ndarray, classes: list[str], protocol: Protocol, device: torch.device
-) -> np.ndarray:
+def predict(segmenter: Any, image: np.ndarray, classes: list[str], protocol: Protocol) -> np.ndarray:
     """(H, W) int labels: 0 background (with a threshold), then 1..C; without a threshold 0..C-1 -> 1..C."""
-    pre = preprocess_for(module)
-    set_templates(module, protocol.templates)
-    module.set_classes(classes)
-    x = Normalizer(pre["mean"], pre["std"], device)(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
-    scores = dense_scores(module.segment, x, protocol)[0]  # (C, H, W)
+    segmenter.set_classes(classes, protocol.templates)
+    mean, std = segmenter.mean.flatten().tolist(), segmenter.std.flatten().tolist()
+    x = Normalizer(mean, std, segmenter.device)(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
+    scores = dense_scores(segmenter.class_scores, x, protocol)[0]  # (C, H, W)
     best, idx = scores.max(0)
     labels = idx + 1
     if protocol.threshold is not None:
@@ -115,19 +115,28 @@ def render_overlay(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m synseg.segment", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="a SynSeg checkpoint (logs/train/<run>/checkpoints/last.ckpt)")
-    src.add_argument("--model", help="a training-free model config instead (maskclip)")
+    src.add_argument(
+        "--ckpt", help="a run's checkpoint (logs/train/<run>/checkpoints/last.ckpt) or model.synseg"
+    )
+    src.add_argument("--model", help="a training-free model instead (maskclip), on the stand-in CLIP")
     p.add_argument("--image", required=True, help="any RGB image (PNG, JPEG, ...), any size")
     p.add_argument("--classes", required=True, help='comma-separated free text: "cat, dog, red sofa"')
     p.add_argument("--out", required=True, help="where to write the overlay PNG")
-    p.add_argument("--background-threshold", type=float, default=None, help="score at or below: background")
+    bg = p.add_mutually_exclusive_group()
+    bg.add_argument(
+        "--threshold", type=float, default=None, help="background threshold (default: the model's)"
+    )
+    bg.add_argument("--no-background", action="store_true", help="every pixel gets one of the classes")
     p.add_argument("--templates", default="simple", help="simple | imagenet7 (prompt templates)")
     p.add_argument("--short-side", type=int, default=None, help="default: the model's training image size")
     p.add_argument("--window", type=int, default=None, help="sliding window (default: the short side)")
     p.add_argument("--stride", type=int, default=None, help="default: window // 2")
     p.add_argument("--mask-out", default=None, help="also write the uint8 label PNG (0 background, 1..C)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--override", action="append", default=[], help="model config override (with --model)")
+    p.add_argument("--clip", default="toyclip", help="the backbone of --model: configs/clip/<name>.yaml")
+    p.add_argument(
+        "--pretrained", default=None, help="override the backbone weights of --model (none: random)"
+    )
     return p
 
 
@@ -137,9 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes = parse_classes(args.classes)
         image = read_image(args.image)
         device = pick_device(args.device)
-        module = load_segmenter(args.ckpt, args.model, device, args.override)
-        size = args.short_side or module.synseg_meta.get("image_size") or 448
+        clip = clip_config(args.clip) if args.model else None
+        if clip is not None and args.pretrained is not None:
+            clip["pretrained"] = None if args.pretrained.lower() == "none" else args.pretrained
+        segmenter = load_model(args.ckpt, args.model, clip, device)
+        size = args.short_side or segmenter.image_size or 448
         window = args.window or size
+        if args.no_background:
+            threshold, source = None, "--no-background"
+        elif args.threshold is not None:
+            threshold, source = args.threshold, "--threshold"
+        else:
+            threshold, source = segmenter.threshold, "the model's (selected on val)"
         protocol = Protocol(
             dataset="free text",
             short_side=size,
@@ -147,11 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stride=args.stride or max(1, window // 2),
             template_set=args.templates,
             templates=template_set(args.templates),
-            has_background=args.background_threshold is not None,
-            threshold=args.background_threshold,
-            threshold_source="--background-threshold",
+            has_background=threshold is not None,
+            threshold=threshold,
+            threshold_source=source,
         )
-        labels = predict(module, image, classes, protocol, device)
+        labels = predict(segmenter, image, classes, protocol)
     except (ValueError, UserError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return getattr(err, "exit_code", 2)

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from synseg.config_checks import validate_train_config
 from synseg.errors import CheckpointError, ConfigError, RunFolderError, UserError, one_line
-from synseg.models.registry import is_model, list_models
 from synseg.run_folder import RunDecision, is_launcher, prepare_run_folder
 
 log = logging.getLogger("synseg.train")
@@ -61,14 +60,28 @@ def check_resume_checkpoint(ckpt: Path, cfg: DictConfig) -> None:
         )
     hp = state.get("hyper_parameters", {})
     want = OmegaConf.to_container(cfg.model, resolve=True)
-    theirs = (hp.get("backbone") or {}).get("model_name") or hp.get("model_name")
-    ours = (want.get("backbone") or {}).get("model_name") or want.get("model_name")
+    theirs_seg, ours_seg = hp.get("segmenter") or {}, want.get("segmenter") or {}
+    theirs = (theirs_seg.get("backbone") or {}).get("model_name") or hp.get("model_name")
+    ours = (ours_seg.get("backbone") or {}).get("model_name") or want.get("model_name")
     if theirs and ours and theirs != ours:
         raise CheckpointError(f"ckpt_path={ckpt}: trained with backbone {theirs}, this run uses {ours}")
-    if hp.get("arch") and want.get("arch") and hp["arch"] != want["arch"]:
+    if theirs_seg.get("kind") and ours_seg.get("kind") and theirs_seg["kind"] != ours_seg["kind"]:
         raise CheckpointError(
-            f"ckpt_path={ckpt}: a checkpoint of model {hp['arch']}, this run is {want['arch']}"
+            f"ckpt_path={ckpt}: a checkpoint of a {theirs_seg['kind']} model, this run is {ours_seg['kind']}"
         )
+
+
+def best_checkpoint(trainer: Any) -> dict[str, Any] | None:
+    """{"best/path", "best/step", "best/score"} of the run's best.ckpt (highest monitored val mIoU), or None
+    when the run kept none (no validation, or nothing trained)."""
+    from synseg.checkpoint_files import load_checkpoint_file
+
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not path or not Path(path).is_file():
+        return None
+    step = int(load_checkpoint_file(path, what="best.ckpt").get("global_step", -1))
+    return {"best/path": str(path), "best/step": step, "best/score": to_float(callback.best_model_score)}
 
 
 def decide_run_folder(cfg: DictConfig) -> RunDecision:
@@ -93,10 +106,6 @@ def decide_run_folder(cfg: DictConfig) -> RunDecision:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Trains and tests one run as configured; returns the final metrics."""
-    if not is_model(cfg.model.get("arch", "")):
-        raise ConfigError(
-            f"model.arch: unknown model {cfg.model.get('arch')!r}; registered: {', '.join(list_models())}"
-        )
     validate_train_config(OmegaConf.to_container(cfg, resolve=True))
     os.environ.setdefault("WANDB_MODE", "offline")  # wandb on, offline, unless the user chose a mode
     decision = decide_run_folder(cfg)
@@ -129,19 +138,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
         ckpt = str(decision.ckpt_path) if decision.ckpt_path else None
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
-    elif cfg.get("test", True) and hasattr(model, "segment"):
+    elif cfg.get("test", True) and hasattr(model, "segmenter"):
         trainer.validate(model, datamodule=datamodule)  # training-free: val still selects the threshold
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test", True):
-        trainer.test(model, datamodule=datamodule)
+        best = best_checkpoint(trainer) if cfg.get("test_ckpt", "best") == "best" else None
+        if best is not None:
+            metrics.update(best)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best["best/path"] if best else None)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
+        metrics["test/checkpoint"] = "best" if best else "last"
         for split, by_set in getattr(model, "eval_results", {}).items():
             for dataset, results in by_set.items():
                 for name, iou in results.get("per_class_iou", {}).items():
                     metrics[f"{split}/{dataset}/per_class/{name}"] = float(iou)
     metrics["global_step"] = trainer.global_step
     has_toy_test = "toy" in (cfg.get("val") or {}).get("test_datasets", [])
-    if trainer.is_global_zero and cfg.get("test", True) and hasattr(model, "segment") and has_toy_test:
+    if trainer.is_global_zero and cfg.get("test", True) and hasattr(model, "segmenter") and has_toy_test:
         from synseg.reporting import reference_levels, summary_table
 
         refs = reference_levels(cfg.paths.data_dir, datamodule.test_root, model.backbone.patch_size)
@@ -150,7 +163,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         if hasattr(model, "export"):
-            model.export(metrics)
+            model.export(metrics, run_dir)
         log.info("run folder: %s", run_dir)
         log.info(
             "metrics: %s",

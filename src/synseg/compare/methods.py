@@ -30,7 +30,7 @@ METHODS: dict[str, Method] = {
             "dense-pretrained",
             False,
             "the stand-in dense-pretrained (CLIPSeg) decoder alone, no MCCL",
-            ("train=false", "model.name=dense_init"),
+            ("train=false",),
         ),
         Method(
             "synseg",

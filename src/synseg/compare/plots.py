@@ -63,25 +63,19 @@ def plot_compare(results: dict[str, Any], path: Path) -> None:
 
 
 def load_run_model(run_dir: Path) -> tuple[Any, dict]:
-    """The model of a finished run, as `make eval` loads it: from checkpoints/last.ckpt (weights-only), or
-    built from the run's config for a training-free run; with the run's resolved config."""
-    import hydra
+    """The Segmenter a run exported (`model.synseg`, the weights and threshold its test used), with the run's
+    resolved config (for its data and protocol)."""
     from omegaconf import OmegaConf
 
-    from synseg.evaluation.loading import load_checkpoint
+    from synseg.models import Segmenter
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    # A run without a checkpoint trained nothing (maskclip, dense_init): its config rebuilds it exactly.
-    model = load_checkpoint(ckpt)[0] if ckpt.is_file() else hydra.utils.instantiate(cfg.model)
-    return model.eval(), cfg
+    return Segmenter.load(run_dir / "model.synseg"), OmegaConf.load(run_dir / "config.yaml")
 
 
 def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None:
     """The first `n_images` test images of the report's dataset: ground truth beside each method's
     prediction (each at its run's test threshold), scored under the run's evaluation protocol."""
     from synseg.data.eval_sets import load_eval_sets
-    from synseg.evaluation.loading import preprocess_for
     from synseg.evaluation.protocol import build_protocol
     from synseg.evaluation.runner import dense_scores
 
@@ -96,8 +90,7 @@ def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None
             data = [ds[i] for i in range(min(n_images, len(ds)))]
             data = [d for d in data if "skip" not in d]
             classes, has_bg = list(ds.classes), ds.has_background
-            pre = preprocess_for(model)
-            mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+            mean, std = model.mean, model.std
             protocol_cfg = plain_dict(cfg.get("protocol"))
             image_size = int(cfg.data.image_size or 224)
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -108,7 +101,7 @@ def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None
         with torch.no_grad():
             for d in data:
                 x = (d["image"][None].float() / 255.0 - mean) / std
-                scores = dense_scores(model.segment, x, protocol)[0]  # (C_fg, H, W)
+                scores = dense_scores(model.class_scores, x, protocol)[0]  # (C_fg, H, W)
                 best, idx = scores.max(0)
                 labels.append(torch.where(best > threshold, idx + 1, 0) if has_bg else idx)
         preds[name] = labels

@@ -68,8 +68,8 @@ def wandb_logger(trainer: L.Trainer) -> WandbLogger | None:
 
 # ---- the callback ---------------------------------------------------------------------------------------
 class SegmentationEvalCallback(L.Callback):
-    """Evaluates a LightningModule that implements `set_classes(names, templates)` and `segment(images) ->
-    (B, C_fg, h, w)` scores on every val / test set of the datamodule (`datamodule.eval_sets(split)`: the toy
+    """Evaluates a LightningModule's `segmenter` (synseg.models.Segmenter: `set_classes(names, templates)`,
+    `class_scores(images) -> (B, C_fg, h, w)`) on every val / test set of the datamodule (`datamodule.eval_sets(split)`: the toy
     folders or real benchmarks, one dataloader each), under the evaluation `protocol` (configs/protocol: the
     same resize, sliding window and templates as `make eval`), and logs
     `val/<dataset>/{mIoU, fg_pixel_acc, image_top1, act_in, act_bg, act_absent, threshold}` (`test/...`).
@@ -99,7 +99,6 @@ class SegmentationEvalCallback(L.Callback):
         self.n_images = n_images
         self.log_images = log_images
         self.score_budget = float(score_budget)
-        self.selected: dict[str, float] = {}  # dataset -> val-selected threshold (used by its test)
         self.evaluators: dict[str, list[SegmentationEvaluator]] = {}
         self._protocols: dict[str, list[Protocol]] = {}
         self._names: dict[str, list[str]] = {}
@@ -108,32 +107,26 @@ class SegmentationEvalCallback(L.Callback):
         self._skipped: dict[str, list[int]] = {}
         self._skip_warned = False
 
-    # ---- resume: the val-selected thresholds travel in the checkpoint --------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"selected": dict(self.selected)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.selected = {str(k): float(v) for k, v in state_dict.get("selected", {}).items()}
-
     # ---- shared by val and test --------------------------------------------------------------------
     def _active(self, pl_module: L.LightningModule) -> bool:
-        if hasattr(pl_module, "segment"):
+        if hasattr(pl_module, "segmenter"):
             return True
         if not self._skip_warned:
-            log.warning(
-                "%s has no segment(images); segmentation evaluation skipped", type(pl_module).__name__
-            )
+            log.warning("%s has no segmenter; segmentation evaluation skipped", type(pl_module).__name__)
             self._skip_warned = True
         return False
 
-    def protocol_for(self, dataset: Any, split: str, image_size: int | None) -> tuple[Protocol, bool]:
-        """(protocol of `dataset` for `split`, whether val selects its threshold)."""
+    def protocol_for(
+        self, dataset: Any, split: str, image_size: int | None, selected: dict[str, float]
+    ) -> tuple[Protocol, bool]:
+        """(protocol of `dataset` for `split`, whether val selects its threshold). `selected`: the thresholds
+        val chose for the weights being evaluated (the module's `val_thresholds`, kept in its checkpoints)."""
         protocol = build_protocol(dataset.name, dataset.has_background, self.protocol_cfg, image_size)
         own = protocol.has_background and protocol.threshold_source != "config"  # no threshold of its own
         selects = split == "val" and own and self.select_threshold_on_val
         if own:
-            thr = self.selected.get(dataset.name, self.threshold) if split == "test" else self.threshold
-            source = "val-selected" if split == "test" and dataset.name in self.selected else "callback"
+            thr = selected.get(dataset.name, self.threshold) if split == "test" else self.threshold
+            source = "val-selected" if split == "test" and dataset.name in selected else "callback"
             protocol = replace(protocol, threshold=thr, threshold_source=source)
         return protocol, selects
 
@@ -145,7 +138,8 @@ class SegmentationEvalCallback(L.Callback):
         self._names[split] = [ds.name for ds in sets]
         self._protocols[split], self.evaluators[split] = [], []
         for ds in sets:
-            protocol, selects = self.protocol_for(ds, split, getattr(dm, "image_size", None))
+            selected = getattr(pl_module, "val_thresholds", {})
+            protocol, selects = self.protocol_for(ds, split, getattr(dm, "image_size", None), selected)
             evaluator = SegmentationEvaluator(
                 list(ds.classes),
                 ds.has_background,
@@ -168,7 +162,7 @@ class SegmentationEvalCallback(L.Callback):
         evaluator, protocol = evaluators[idx], self._protocols[split][idx]
         if self._current != (split, idx):  # a new dataset: its class names, with the protocol's templates
             names = evaluator.class_names[int(evaluator.has_background) :]
-            pl_module.set_classes(names, list(protocol.templates))
+            pl_module.segmenter.set_classes(names, list(protocol.templates))
             self._current = (split, idx)
         self._skipped[split][idx] += len(batch.get("skipped", []))
         normalize = trainer.datamodule.normalize
@@ -178,7 +172,7 @@ class SegmentationEvalCallback(L.Callback):
         with torch.no_grad():
             update_with_batch(
                 evaluator,
-                pl_module.segment,
+                pl_module.segmenter.class_scores,
                 lambda x: normalize(x.to(pl_module.device)),
                 batch,
                 protocol,
@@ -197,17 +191,24 @@ class SegmentationEvalCallback(L.Callback):
             self._names[split], evaluators, self._skipped[split], strict=True
         ):
             results = evaluator.compute()  # collective under DDP: every rank calls it, in the same order
-            if evaluator.thresholds:  # the grid exists only where val selects the threshold
-                results["best_threshold"] = evaluator.best_threshold()
+            if evaluator.thresholds:  # the grid exists only where val selects the threshold:
+                best = evaluator.best_threshold()  # then mIoU and per-class IoU are those at the chosen one
+                results["mIoU_fixed_threshold"] = results["mIoU"]
+                results["per_class_iou"], results["mIoU"] = evaluator.at(best)
+                results.update(best_threshold=best, threshold=best)
             prefix = f"{split}/{name}"
             for key in LOGGED:
                 pl_module.log(f"{prefix}/{key}", float(results[key]), sync_dist=True, reduce_fx="max")
             pl_module.log(f"{prefix}/skipped", float(skipped), sync_dist=True, reduce_fx="sum")
+            if split == "val":  # per-class IoU over time (at the threshold logged beside it)
+                for cls, iou in results["per_class_iou"].items():
+                    value = float("nan") if iou is None else float(iou)
+                    pl_module.log(f"{prefix}/iou/{cls}", value, sync_dist=True, reduce_fx="max")
             if trainer.sanity_checking:
                 continue
             pl_module.eval_results.setdefault(split, {})[name] = results
-            if "best_threshold" in results:
-                self.selected[name] = float(results["best_threshold"])
+            if "best_threshold" in results and hasattr(pl_module, "val_thresholds"):
+                pl_module.val_thresholds[name] = float(results["best_threshold"])
             if logger is not None and split == "test":
                 logger.log_table(
                     key=f"{prefix}/per_class_iou",

@@ -144,6 +144,12 @@ class SegmentationEvaluator(nn.Module):
             out["mIoU_at"] = self._miou_at()
         return out
 
+    def at(self, threshold: float) -> tuple[dict[str, float], float]:
+        """(per-class IoU, mIoU) at one threshold of the grid (synced across ranks)."""
+        metric = self.grid[self.thresholds.index(float(threshold))]
+        iou, miou = iou_from_confmat(synced_confmat(metric))
+        return {name: float(v) for name, v in zip(self.class_names, iou.tolist(), strict=True)}, miou
+
     def best_threshold(self) -> float:
         """The grid threshold with the highest mIoU (the first on ties); `threshold` without a grid."""
         scored = [(m, t) for t, m in self._miou_at().items() if not math.isnan(m)]

@@ -126,7 +126,7 @@ def update_with_batch(
 
 @torch.no_grad()
 def evaluate_dataset(
-    module: Any,
+    segment: Callable[[Tensor], Tensor],
     dataset: Any,
     protocol: Protocol,
     normalize: Normalizer,
@@ -137,7 +137,8 @@ def evaluate_dataset(
     progress: bool = True,
     score_budget: float = 1e8,
 ) -> dict[str, Any]:
-    """Metrics of `module` (classes already set) on `dataset`: the evaluator's compute() dict plus
+    """Metrics of `segment` (normalised images -> (B, C_fg, h, w) scores of the classes already set, e.g.
+    `Segmenter.class_scores`) on `dataset`: the evaluator's compute() dict plus
     `skipped` (count), `skipped_items` (reasons), `seconds` and `ms_per_image`."""
     evaluator = SegmentationEvaluator(
         dataset.classes, dataset.has_background, protocol.threshold or 0.5, ignore_index=dataset.ignore_index
@@ -155,7 +156,7 @@ def evaluate_dataset(
     try:
         for batch in loader:
             skipped.extend(skip_reason(item) for item in batch.get("skipped", []))
-            n = update_with_batch(evaluator, module.segment, normalize, batch, protocol, score_budget, save)
+            n = update_with_batch(evaluator, segment, normalize, batch, protocol, score_budget, save)
             bar.update(n + len(batch.get("skipped", [])))
     finally:
         bar.close()

@@ -22,21 +22,14 @@ class DensePretrainModule(FrozenBackboneSegmenter):
 
     def __init__(
         self,
-        backbone: dict,
-        head: dict | None = None,
-        optimizer: Any = None,
-        warmup_steps: int = 50,
-        templates: tuple[str, ...] = ("a photo of a {}.",),
-        name: str = "dense_decoder",
-        negatives_per_image: int = 2,
-        synonym_prob: float = 0.45,
-        export_path: str | None = None,
-        arch: str = "synseg_head",
-        text_condition: str = "unit",
+        segmenter: dict[str, Any],
+        optimizer: Any,
+        warmup_steps: int,
+        negatives_per_image: int,
+        synonym_prob: float,
+        export_path: str | None,
     ) -> None:
-        super().__init__(
-            backbone, head, optimizer, warmup_steps, templates, name, arch=arch, text_condition=text_condition
-        )
+        super().__init__(segmenter, optimizer, warmup_steps)
         from synseg.data.toy import CATEGORIES, SYNONYMS
 
         self.categories, self.synonyms = list(CATEGORIES), SYNONYMS
@@ -46,7 +39,7 @@ class DensePretrainModule(FrozenBackboneSegmenter):
         name = self.categories[c]
         if self.rng.random() < self.hparams.synonym_prob and self.synonyms.get(name):
             name = self.rng.choice(self.synonyms[name])
-        return self.hparams.templates[0].format(name)
+        return self.segmenter.config["templates"][0].format(name)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, masks, labels = batch["images"], batch["masks"], batch["labels"]
@@ -60,9 +53,9 @@ class DensePretrainModule(FrozenBackboneSegmenter):
             ]
         index = torch.tensor([b for b, _ in pairs], device=images.device)
         cls = torch.tensor([c for _, c in pairs], device=images.device)
-        cond, unit = self.embed_prompts([self.phrase(c) for _, c in pairs])
+        cond, unit = self.segmenter.embed_prompts([self.phrase(c) for _, c in pairs])
         feats = self.backbone.encode_images(images)
-        logits, _ = self.pair_maps(feats, index, cond, unit)  # (P, 1, H, W)
+        logits, _ = self.segmenter.pair_maps(feats, index, cond, unit)  # (P, 1, H, W)
         target_mask = masks[index]  # (P, H, W)
         target = (target_mask == (cls + 1)[:, None, None]).float()
         keep = (target_mask != 255).float()
@@ -72,16 +65,17 @@ class DensePretrainModule(FrozenBackboneSegmenter):
         self.log("train/text_cache_hit_rate", self.backbone.cache_hit_rate, batch_size=images.shape[0])
         return loss
 
-    def export(self, metrics: dict[str, float]) -> Path | None:
-        """Writes the head state dict to `export_path` (atomically) and its metrics beside it."""
+    def export(self, metrics: dict[str, float], run_dir: Path) -> Path | None:
+        """Writes the run's Segmenter (see the base class) and, for `make dense-decoder`, the head state dict
+        to `export_path` (atomically) with its metrics beside it."""
         import json
 
+        from synseg.checkpoint_files import atomic_torch_save
+
+        out = super().export(metrics, run_dir)
         if not self.hparams.export_path or self.global_rank != 0:
-            return None
+            return out
         path = Path(self.hparams.export_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.head.state_dict(), tmp)
-        tmp.replace(path)
+        atomic_torch_save(self.head.state_dict(), path)
         path.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         return path

@@ -5,7 +5,8 @@ with the frozen image tower, add each patch's source-image global token (progres
 patch with a trainable head, restore the mixed embeddings to their source images, and train
   L = w_seg * CE(mixed patch vs its group's M captions, src) + w_orig * InfoNCE(pooled original, captions)
       + w_rest * InfoNCE(pooled restored, captions).
-Inference runs the original branch only: per-patch cosine with class prompts, a softmax over classes."""
+Inference (synseg.models.Segmenter, kind mixreorg) runs the original branch only: per-patch cosine with class
+prompts, a softmax over classes."""
 
 from __future__ import annotations
 
@@ -16,55 +17,31 @@ import torch.nn.functional as F
 
 from synseg.lit.distributed import rank_and_world
 from synseg.lit.segmenter_base import FrozenBackboneSegmenter
-from synseg.losses import clip_contrastive_loss
+from synseg.losses import clip_contrastive_loss, loss_weights
 from synseg.mixing import apply_sources, from_patches, mix_sources, restore_patches, to_patches
 
 MIXREORG_TERMS = ("seg", "orig", "rest")
 
 
 class MixReorgModule(FrozenBackboneSegmenter):
-    """MixReorg training on image-caption pairs; `loss.weights` are (seg, orig, rest)."""
+    """MixReorg training on image-caption pairs; `loss.weights` name the terms: seg, orig, rest."""
 
     def __init__(
         self,
-        backbone: dict,
-        head: dict | None = None,
-        optimizer: Any = None,
-        warmup_steps: int = 50,
-        templates: tuple[str, ...] = ("a photo of a {}.",),
-        name: str = "mixreorg",
-        group_size: int = 2,
-        block: int = 2,
-        progressive: bool = True,
-        loss: dict | None = None,
-        mix_seed: int = 0,
-        eval_chunk: int = 256,
-        arch: str = "mixreorg_head",
-        text_condition: str = "unit",
+        segmenter: dict[str, Any],
+        optimizer: Any,
+        warmup_steps: int,
+        group_size: int,
+        block: int,
+        loss: dict[str, Any],
+        mix_seed: int,
     ) -> None:
-        super().__init__(
-            backbone, head, optimizer, warmup_steps, templates, name, eval_chunk, arch, text_condition
-        )
+        super().__init__(segmenter, optimizer, warmup_steps)
         if group_size < 2:
             raise ValueError(f"model.group_size: {group_size}; expected >= 2 images per mixing group")
-        weights = tuple((loss or {}).get("weights", (1.0, 1.0, 1.0)))
-        if len(weights) != len(MIXREORG_TERMS):
-            raise ValueError(f"model.loss.weights: {list(weights)}; expected 3 values for {MIXREORG_TERMS}")
-        self.weights = dict(zip(MIXREORG_TERMS, (float(w) for w in weights), strict=True))
-
-    # ---- shared by both branches ------------------------------------------------------------------------
-    def embed(
-        self, feats: dict, globals_: list[torch.Tensor], src: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch embeddings (B', N, D) and the logit scale. `feats`: frozen features of the images the
-        patches sit in; `globals_`: (B, W) class tokens per layer of the unmixed images; `src` (B', N) maps
-        patches to source images (None: each image is its own source). With progressive mixing each patch
-        gets its source image's global token."""
-        glob = None
-        if self.hparams.progressive:
-            n = feats["layers"][0].shape[1] - 1
-            glob = [g[:, None].expand(-1, n, -1) if src is None else g[src] for g in globals_]
-        return self.head(feats["layers"], glob)
+        self.weights = dict(
+            zip(MIXREORG_TERMS, loss_weights(loss.get("weights", {}), MIXREORG_TERMS), strict=True)
+        )
 
     def mix_layout(self, n_mix: int, grid: tuple[int, int]) -> torch.Tensor:
         """(n_mix, N) source map of this rank's first `n_mix` images at this step: a slice of the layout of
@@ -89,8 +66,8 @@ class MixReorgModule(FrozenBackboneSegmenter):
         feats = self.backbone.encode_images(images)
         mixed_feats = self.backbone.encode_images(mixed)
         globals_ = [layer[:, 0] for layer in feats["layers"]]  # (B, W) per layer: the unmixed images
-        z_orig, scale = self.embed(feats, globals_)
-        z_mix, _ = self.embed(mixed_feats, globals_, src)
+        z_orig, scale = self.segmenter.patch_embeddings(feats, globals_)
+        z_mix, _ = self.segmenter.patch_embeddings(mixed_feats, globals_, src)
         text = self.backbone.encode_prompts(captions, normalize=True, cache=False).to(images.device)
 
         # mixed segmentation: each patch against the M captions of its group, label = its source in the group
@@ -114,14 +91,3 @@ class MixReorgModule(FrozenBackboneSegmenter):
             acc = (logits.argmax(-1) == target).float().mean()  # mixed patches assigned to their source
         self.log_dict({"train/mix_patch_acc": acc, "train/logit_scale": scale.detach()}, batch_size=bsz)
         return total
-
-    # ---- inference: the original branch only ------------------------------------------------------------
-    @torch.no_grad()
-    def segment(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) class probabilities: softmax over classes of the scaled patch-prompt cosines."""
-        feats = self.backbone.encode_images(images)
-        z, scale = self.embed(feats, [layer[:, 0] for layer in feats["layers"]])
-        logits = scale * F.normalize(z, dim=-1) @ self.class_text.T  # (B, N, C)
-        b, _, c = logits.shape
-        probs = logits.softmax(-1).transpose(1, 2).reshape(b, c, *feats["grid"])
-        return F.interpolate(probs, size=images.shape[-2:], mode="bilinear", align_corners=False)

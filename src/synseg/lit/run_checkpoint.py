@@ -7,14 +7,31 @@ top-k checkpoint; this subclass keeps its file handling (and our atomic checkpoi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+log = logging.getLogger(__name__)
+
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that always keeps `last.ckpt` current at the moments above."""
+    """ModelCheckpoint that always keeps `last.ckpt` current at the moments above. A run whose module does
+    not log the monitored metric (the stand-in CLIP logs val/top1, not a segmentation mIoU) keeps no
+    best.ckpt instead of failing."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.current_score = state_dict.get("current_score")  # Lightning leaves it out: a resume keeps it
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if self.monitor is not None and self.monitor not in monitor_candidates:
+            if not getattr(self, "_warned_monitor", False):
+                log.warning("no %s logged: this run keeps last.ckpt only (no best.ckpt)", self.monitor)
+                self._warned_monitor = True
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def _save_last_now(self, trainer: L.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):

@@ -1,7 +1,9 @@
-"""`FrozenBackboneSegmenter`: what every decoder-on-frozen-CLIP LightningModule shares.
+"""`FrozenBackboneSegmenter`: what every LightningModule that trains (or evaluates) a `Segmenter` shares.
 
-A frozen open_clip backbone, a trainable SynSeg head, one activation map per (image, text) pair, `segment()`
-for the shared evaluator, an optimiser over the head only, and checkpoints without the frozen weights."""
+The inference model is `self.segmenter` (synseg.models.Segmenter: frozen CLIP, head, prompts, threshold);
+this class adds only training: the optimiser over the head, checkpoints without the frozen weights but with
+the Segmenter's config (so `Segmenter.load` reads a checkpoint without this class), and what exact resume
+needs (the module's own sampler and the text tower's prompt cache)."""
 
 from __future__ import annotations
 
@@ -12,107 +14,45 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
-from synseg.lit.toyclip_module import warmup_cosine
-from synseg.models.backbone import FrozenCLIP
-from synseg.models.registry import create_model
+from synseg.lit.optim import optimizer_config
+from synseg.models.segmenter import CKPT_KEY, Segmenter
 
 log = logging.getLogger(__name__)
-BACKBONE_PREFIX = "backbone."
-META_KEY = "synseg_meta"  # checkpoint entry written by `checkpoint_meta`
+BACKBONE_PREFIX = "segmenter.backbone."
 RNG_KEY = "synseg_module_rng"  # the state of a module's own sampler (`self.rng`), for exact resume
 TEXT_CACHE_KEY = "synseg_text_cache"  # the frozen text tower's cached prompt embeddings, for exact resume
+THRESHOLDS_KEY = "val_thresholds"  # per val set, the threshold val chose for these weights (used by test)
 
 
 class FrozenBackboneSegmenter(L.LightningModule):
-    """Base module: `backbone` and `head` are config dicts; `optimizer` is a `_partial_` optimiser."""
+    """Base module. `segmenter`: the Segmenter's config node (kind, backbone, head, templates, ...);
+    `optimizer`: a `_partial_` optimiser (not stored in checkpoints); `warmup_steps` of the schedule."""
 
     requires_training = True  # False: evaluation only (train.py skips fit)
 
-    def __init__(
-        self,
-        backbone: dict,
-        head: dict | None = None,
-        optimizer: Any = None,
-        warmup_steps: int = 50,
-        templates: tuple[str, ...] = ("a photo of a {}.",),
-        name: str = "segmenter",
-        eval_chunk: int = 256,
-        arch: str = "synseg_head",
-        text_condition: str = "unit",
-    ) -> None:
+    def __init__(self, segmenter: dict[str, Any], optimizer: Any = None, warmup_steps: int = 0) -> None:
         super().__init__()
-        if text_condition not in ("unit", "raw"):
-            raise ValueError(f"model.text_condition: {text_condition!r}; expected unit or raw")
-        # The optimiser is a Hydra `_partial_` factory: used here, not stored (checkpoints hold plain data).
         self.save_hyperparameters(logger=False, ignore=["optimizer"])
         self.optimizer_factory = optimizer
-        self.backbone = FrozenCLIP(**backbone)
-        b = self.backbone
-        self.head = create_model(
-            arch,
-            width=b.width,
-            embed_dim=b.embed_dim,
-            n_layers=len(b.extract_layers),
-            patch_size=b.patch_size,
-            **(head or {}),
-        )
-        self.class_text: torch.Tensor | None = None  # (C, D) unit-norm class embeddings (protocol)
-        self.class_cond: torch.Tensor | None = None  # (C, D) what the head is conditioned on
+        self.segmenter = Segmenter(**segmenter)
         self.eval_results: dict[str, dict] = {}
+        self.val_thresholds: dict[str, float] = {}  # per val set: the background threshold val chose
 
-    # ---- pairs of (image, text) -> maps ---------------------------------------------------------------
-    def embed_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conditioning, unit-norm) text embeddings (P, D) of prompts; conditioning is the raw CLIP text
-        feature with `text_condition=raw` (CLIPSeg's FiLM was trained on those), else the unit one."""
-        raw = self.backbone.encode_prompts(prompts, normalize=False).to(self.device)
-        unit = F.normalize(raw, dim=-1)
-        return (raw if self.hparams.text_condition == "raw" else unit), unit
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.segmenter.backbone
 
-    def pair_maps(
-        self, feats: dict, index: torch.Tensor, text: torch.Tensor, unit: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Maps for P pairs: image `index` (P,) with conditioning text embedding `text` (P, D) (and its
-        unit-norm version for the prior). Returns logits (P, 1, H, W) and projected features (P, N, D)."""
-        prior = None
-        if self.head.decoder.prior is not None:  # cosine of the frozen dense tokens with the text: (P, N)
-            unit = F.normalize(text, dim=-1) if unit is None else unit
-            prior = torch.einsum("pnd,pd->pn", F.normalize(feats["dense"][index], dim=-1), unit)
-        return self.head(feats["layers"], text, feats["grid"], prior, index)
+    @property
+    def head(self) -> torch.nn.Module:
+        return self.segmenter.head
 
-    @staticmethod
-    def grid_activation(logits: torch.Tensor, patch: int) -> torch.Tensor:
+    def grid_activation(self, logits: torch.Tensor) -> torch.Tensor:
         """(P, 1, H, W) logits -> (P, N) mean sigmoid activation per patch cell."""
-        return F.avg_pool2d(torch.sigmoid(logits), patch).flatten(1)
-
-    @torch.no_grad()
-    def segment(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) activation maps in [0, 1] for the classes in `self.class_text` (C, D)."""
-        feats = self.backbone.encode_images(images)
-        b, c = images.shape[0], self.class_text.shape[0]
-        index = torch.arange(b, device=images.device).repeat_interleave(c)
-        text = self.class_cond.repeat(b, 1)
-        unit = self.class_text.repeat(b, 1)
-        out = []
-        step = self.hparams.eval_chunk
-        for s in range(0, index.numel(), step):
-            sl = slice(s, s + step)
-            logits, _ = self.pair_maps(feats, index[sl], text[sl], unit[sl])
-            out.append(torch.sigmoid(logits))
-        maps = torch.cat(out).view(b, c, *images.shape[-2:])
-        return maps
-
-    def set_classes(self, names: list[str], templates: list[str] | None = None) -> None:
-        """Encodes the foreground class names for `segment`, averaged over `templates` (the protocol's set;
-        default: the model's `templates`)."""
-        templates = list(templates or self.hparams.templates)
-        self.class_text = self.backbone.encode_classnames(names, templates).to(self.device)
-        raw = self.hparams.text_condition == "raw"
-        self.class_cond = self.backbone.encode_classnames(names, templates, normalize=not raw).to(self.device)
+        return torch.nn.functional.avg_pool2d(torch.sigmoid(logits), self.backbone.patch_size).flatten(1)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Metrics are computed by `SegmentationEvalCallback`, which calls `segment`."""
+        """Metrics are computed by `SegmentationEvalCallback` on `self.segmenter`."""
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """See `validation_step`."""
@@ -120,38 +60,32 @@ class FrozenBackboneSegmenter(L.LightningModule):
     # ---- optimisation: the head only ------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.head.parameters() if p.requires_grad]
-        opt = self.optimizer_factory(params=params) if self.optimizer_factory else torch.optim.AdamW(params)
-        total = max(1, self.trainer.max_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, total)
+        return optimizer_config(
+            params, self.optimizer_factory, self.hparams.warmup_steps, self.trainer.max_steps
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # ---- checkpoints without the frozen backbone -------------------------------------------------------
+    # ---- checkpoints: the Segmenter's config, no frozen weights ------------------------------------------
+    def segmenter_config(self) -> dict[str, Any]:
+        """The Segmenter's config as it is now: the training image size and the val-selected threshold."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        config = dict(self.segmenter.config)
+        if getattr(dm, "image_size", None):
+            config["image_size"] = int(dm.image_size)
+        if self.val_thresholds:
+            config["threshold"] = float(next(iter(self.val_thresholds.values())))
+        return config
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sd = checkpoint["state_dict"]
         for k in [k for k in sd if k.startswith(BACKBONE_PREFIX)]:
             del sd[k]
-        checkpoint[META_KEY] = self.checkpoint_meta()
+        checkpoint[CKPT_KEY] = self.segmenter_config()
+        checkpoint[THRESHOLDS_KEY] = dict(self.val_thresholds)
         if isinstance(getattr(self, "rng", None), random.Random):  # a sampler of the training step
             checkpoint[RNG_KEY] = self.rng.getstate()
         # A prompt's embedding depends (in the last bits) on the batch it was first encoded in; the cache
         # travels with the checkpoint so a resumed run reuses exactly the embeddings it had.
         checkpoint[TEXT_CACHE_KEY] = self.backbone.text_cache_state()
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """What evaluation tools need to rebuild and run this model from a checkpoint alone: the module
-        class, the training image size and the background threshold selected on val (None if never)."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        transform = getattr(dm, "transform", None)
-        selected = [
-            r["best_threshold"] for r in self.eval_results.get("val", {}).values() if "best_threshold" in r
-        ]
-        return {
-            "module": f"{type(self).__module__}.{type(self).__qualname__}",
-            "image_size": getattr(transform, "size", None),
-            "threshold": selected[0] if selected else None,
-        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if TEXT_CACHE_KEY in checkpoint:
@@ -159,9 +93,19 @@ class FrozenBackboneSegmenter(L.LightningModule):
         if RNG_KEY in checkpoint and isinstance(getattr(self, "rng", None), random.Random):
             version, internal, gauss = checkpoint[RNG_KEY]
             self.rng.setstate((version, tuple(internal), gauss))
+        if CKPT_KEY in checkpoint and checkpoint[CKPT_KEY].get("threshold") is not None:
+            self.segmenter.threshold = checkpoint[CKPT_KEY]["threshold"]
+        self.val_thresholds = {str(k): float(v) for k, v in checkpoint.get(THRESHOLDS_KEY, {}).items()}
         sd = checkpoint["state_dict"]
         for k, v in self.backbone.state_dict(prefix=BACKBONE_PREFIX).items():
             sd.setdefault(k, v)
+
+    def export(self, metrics: dict[str, float], run_dir: Path) -> Path | None:
+        """Writes the trained Segmenter (with the test's threshold) as `run_dir/model.synseg` (rank 0)."""
+        if self.global_rank != 0:
+            return None
+        self.segmenter.config.update(self.segmenter_config())
+        return self.segmenter.save(run_dir / "model.synseg")
 
     def load_head(self, path: str | Path, decoder_only: bool = True) -> None:
         """Initialises the head (or its decoder only) from a `head` state dict file."""

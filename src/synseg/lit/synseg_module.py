@@ -22,49 +22,39 @@ from synseg.lit.distributed import (
     rank_and_world,
 )
 from synseg.lit.segmenter_base import FrozenBackboneSegmenter
-from synseg.losses import MCCL_TERMS, mccl_loss
+from synseg.losses import MCCL_TERMS, loss_weights, mccl_loss
 from synseg.models.feature_synergy import feature_synergy
 
 
 class SynSegModule(FrozenBackboneSegmenter):
-    """SynSeg training on caption categories. `loss.weights` are (align, cont, back, sep)."""
+    """SynSeg training on caption categories. `loss.weights` name the MCCL terms: align, cont, back, sep."""
 
     def __init__(
         self,
-        backbone: dict,
-        head: dict | None = None,
-        optimizer: Any = None,
-        warmup_steps: int = 50,
-        templates: tuple[str, ...] = ("a photo of a {}.",),
-        name: str = "synseg",
-        decoder_init: str = "random",
-        decoder_ckpt: str | None = None,
-        fss_source: str = "conditioned",
-        loss: dict | None = None,
-        negatives: dict | None = None,
-        presence_weight: float = 0.0,
-        prompt_nce_weight: float = 0.0,
-        align_warmup_steps: int = 0,
-        eval_chunk: int = 256,
-        arch: str = "synseg_head",
-        text_condition: str = "unit",
+        segmenter: dict[str, Any],
+        optimizer: Any,
+        warmup_steps: int,
+        decoder_init: str,
+        decoder_ckpt: str | None,
+        fss_source: str,
+        loss: dict[str, Any],
+        negatives: dict[str, Any],
+        presence_weight: float,
+        prompt_nce_weight: float,
+        align_warmup_steps: int,
     ) -> None:
-        super().__init__(
-            backbone, head, optimizer, warmup_steps, templates, name, eval_chunk, arch, text_condition
-        )
+        super().__init__(segmenter, optimizer, warmup_steps)
         if decoder_init not in ("random", "clipseg"):
             raise ValueError(f"model.decoder_init: {decoder_init!r}; expected random or clipseg")
         if fss_source not in ("conditioned", "frozen"):
             raise ValueError(f"model.fss_source: {fss_source!r}; expected conditioned or frozen")
-        self.loss_cfg = {
-            "weights": (1.0, 1.0, 1.0, 1.0),
-            "clamp": (0.005, 0.995),
-            "clamp_mode": "hard",
-            **(loss or {}),
-        }
-        if self.loss_cfg["clamp_mode"] not in ("hard", "soft"):
-            raise ValueError(f"model.loss.clamp_mode: {self.loss_cfg['clamp_mode']!r}; expected hard or soft")
-        self.neg_cfg = {"weight": 0.0, "per_image": 2, **(negatives or {})}
+        self.loss_cfg = dict(loss)
+        self.weights = loss_weights(loss.get("weights", {}), MCCL_TERMS)
+        if self.loss_cfg.get("clamp_mode") not in ("hard", "soft"):
+            raise ValueError(
+                f"model.loss.clamp_mode: {self.loss_cfg.get('clamp_mode')!r}; expected hard or soft"
+            )
+        self.neg_cfg = dict(negatives)
         if decoder_init == "clipseg":
             if not decoder_ckpt:
                 raise ValueError("model.decoder_ckpt: required with decoder_init=clipseg")
@@ -101,7 +91,7 @@ class SynSegModule(FrozenBackboneSegmenter):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, valid, categories = batch["images"], batch["category_valid"], batch["categories"]
         bsz, k = valid.shape
-        template = self.hparams.templates[0]
+        template = self.segmenter.config["templates"][0]
         feats = self.backbone.encode_images(images)
         pos = valid.nonzero()  # (P, 2): image, slot
         use_negatives = bool(self.neg_cfg["weight"] or self.hparams.presence_weight)
@@ -123,9 +113,9 @@ class SynSegModule(FrozenBackboneSegmenter):
             total = sum(p.sum() * 0 for p in self.head.parameters())
             self.log("train/loss", total, batch_size=bsz)
             return total
-        cond, text = self.embed_prompts([template.format(w) for w in words])  # (P', D) each
-        logits, v_cond = self.pair_maps(feats, index, cond, text)
-        act = self.grid_activation(logits, self.backbone.patch_size)  # (P', N)
+        cond, text = self.segmenter.embed_prompts([template.format(w) for w in words])  # (P', D) each
+        logits, v_cond = self.segmenter.pair_maps(feats, index, cond, text)
+        act = self.grid_activation(logits)  # (P', N)
         values = v_cond[:n_pos] if self.hparams.fss_source == "conditioned" else feats["dense"][index[:n_pos]]
         fg, bg = feature_synergy(values, act[:n_pos])  # (P, D) each
 
@@ -135,7 +125,7 @@ class SynSegModule(FrozenBackboneSegmenter):
         fg_b = fg_b.index_put((pos[:, 0], pos[:, 1]), fg.float())
         bg_b = bg_b.index_put((pos[:, 0], pos[:, 1]), bg.float())
         tx_b = tx_b.index_put((pos[:, 0], pos[:, 1]), text[:n_pos].float())
-        weights = tuple(self.loss_cfg["weights"])
+        weights = self.weights
         if self.global_step < self.hparams.align_warmup_steps:
             weights = (weights[0], 0.0, 0.0, 0.0)
         mccl = mccl_loss(
@@ -166,7 +156,7 @@ class SynSegModule(FrozenBackboneSegmenter):
             total = total + self.hparams.presence_weight * terms["presence"]
         if self.hparams.prompt_nce_weight:  # f_c must pick its own prompt among the global batch's prompts
             uniq = sorted({c for cats in everyone for c in cats if c})
-            bank = self.embed_prompts([template.format(w) for w in uniq])[1]
+            bank = self.segmenter.embed_prompts([template.format(w) for w in uniq])[1]
             target = torch.tensor([uniq.index(w) for w in words[:n_pos]], device=images.device)
             scale = self.backbone.clip.logit_scale.exp().detach()
             logits_nce = scale * F.normalize(fg, dim=-1) @ bank.T  # (P, |uniq|)

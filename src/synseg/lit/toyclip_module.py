@@ -14,18 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from synseg.lit.distributed import rank_and_world
-from synseg.models.clip_configs import STANDIN_CLIP
+from synseg.lit.optim import optimizer_config
 from synseg.models.registry import create_model
 
 log = logging.getLogger(__name__)
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """LR multiplier: linear warm-up to 1 over `warmup` steps, then cosine to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class ToyClipModule(L.LightningModule):
@@ -33,15 +25,14 @@ class ToyClipModule(L.LightningModule):
 
     def __init__(
         self,
-        arch: str = "toyclip",
-        model_name: str = STANDIN_CLIP,
-        pretrained: str | None = None,
-        optimizer: Any = None,
-        warmup_steps: int = 50,
-        prompt_template: str = "a photo of a {}.",
-        export_dir: str | None = None,
-        name: str = "toyclip",
-        grayscale_p: float = 0.0,
+        arch: str,
+        model_name: str,
+        pretrained: str | None,
+        optimizer: Any,
+        warmup_steps: int,
+        prompt_template: str,
+        export_dir: str | None,
+        grayscale_p: float,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["optimizer"])  # checkpoints hold plain data
@@ -67,12 +58,9 @@ class ToyClipModule(L.LightningModule):
         for n, p in self.model.named_parameters():
             (no_decay if p.ndim < 2 or "logit_scale" in n or "embedding" in n else decay).append(p)
         groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        opt = self.optimizer_factory(params=groups) if self.optimizer_factory else torch.optim.AdamW(groups)
-        total = max(1, self.trainer.max_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, total)
+        return optimizer_config(
+            groups, self.optimizer_factory, self.hparams.warmup_steps, self.trainer.max_steps
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def random_grayscale(self, images: torch.Tensor) -> torch.Tensor:
         """Turns a random `grayscale_p` fraction of a normalised batch grey (luma), still normalised.
@@ -156,7 +144,7 @@ class ToyClipModule(L.LightningModule):
         self._end("test")
 
     # ---- export the trained CLIP as an open_clip checkpoint ----------------------------------------
-    def export(self, metrics: dict[str, float]) -> Path | None:
+    def export(self, metrics: dict[str, float], run_dir: Path) -> Path | None:
         """Writes `export_dir/<model_name>.pt` (an open_clip state dict) and `metrics.json` beside it."""
         if not self.hparams.export_dir or self.global_rank != 0:
             return None

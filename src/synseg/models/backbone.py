@@ -168,10 +168,11 @@ class FrozenCLIP(nn.Module):
 
     @torch.no_grad()
     def encode_classnames(
-        self, names: Sequence[str], templates: Sequence[str], normalize: bool = True
+        self, names: Sequence[str], templates: Sequence[str], normalize: bool = True, cache: bool = True
     ) -> torch.Tensor:
         """(C, D) per class: the mean of its normalised template embeddings, normalised again (protocol);
         with `normalize=False`, the mean of the raw embeddings (what CLIPSeg's FiLM expects)."""
-        emb = self.encode_prompts([t.format(n) for n in names for t in templates], normalize=normalize)
+        prompts = [t.format(n) for n in names for t in templates]
+        emb = self.encode_prompts(prompts, normalize=normalize, cache=cache)
         emb = emb.view(len(names), len(templates), -1).mean(1)
         return F.normalize(emb, dim=-1) if normalize else emb
