@@ -122,9 +122,9 @@ format: venv ## ruff autofix + format
 benchmark: venv ## Data throughput benchmark (toy generator, tagging, loader/step ratio)
 	$(PY) benchmarks/data_throughput.py
 
-wandb-sync: venv ## Upload the offline wandb runs of logs/train and logs/compare (DRY_RUN=1: only list them)
-	@runs=$$(find $(LOG_DIR)/train $(LOG_DIR)/compare -maxdepth 6 -type d -path '*/wandb/offline-run-*' -prune 2>/dev/null | sort); \
-	if [ -z "$$runs" ]; then echo "wandb-sync: no offline runs under $(LOG_DIR)/train or $(LOG_DIR)/compare"; exit 0; fi; \
+wandb-sync: venv ## Upload the offline wandb runs of logs/train, logs/compare and logs/eval (DRY_RUN=1: only list them)
+	@runs=$$(find $(LOG_DIR)/train $(LOG_DIR)/compare $(LOG_DIR)/eval -maxdepth 6 -type d -path '*/wandb/offline-run-*' -prune 2>/dev/null | sort); \
+	if [ -z "$$runs" ]; then echo "wandb-sync: no offline runs under $(LOG_DIR)/train, compare or eval"; exit 0; fi; \
 	$(VENV)/bin/wandb sync --yes $(if $(filter 1,$(DRY_RUN)),--dry-run) $$runs
 
 clean: ## Remove caches, logs and generated data (keeps .venv)

@@ -19,6 +19,7 @@ from synseg.compare.runner import CompareError, parse_models, parse_seeds
 from synseg.compare.stats import paired_delta, t975
 from tests.conftest import ROOT
 from tests.test_train_run import TINY
+from tests.wandb_records import run_summary
 
 
 def test_arguments_are_checked() -> None:
@@ -137,6 +138,12 @@ def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
     runs = tmp_path / "logs" / "compare" / "tiny"
     ids = {json.loads((runs / f"{m}-s0" / "run.json").read_text())["wandb_id"] for m in METHODS}
     assert len(ids) == len(METHODS) and all(i.startswith("tiny-") for i in ids)
+    # the report itself on the dashboard: a compare run in the runs' group, with its table and figures
+    (report_run,) = (runs / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = run_summary(report_run)
+    assert logged["job_type"] == "compare" and logged["group"] == "compare-tiny"
+    assert {"compare/summary", "compare/paired_deltas"} <= set(logged["tables"])
+    assert {"compare/compare", "compare/gallery"} <= set(logged["images"])
     assert "synseg_weak" in done.stdout and "report:" in done.stdout
 
 

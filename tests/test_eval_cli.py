@@ -20,6 +20,7 @@ from synseg.eval import evaluate, main
 from synseg.evaluation.loading import CONFIG_DIR, LoadError
 from tests.conftest import ROOT
 from tests.tiny_checkpoint import RANDOM_BACKBONE, save_tiny_checkpoint
+from tests.wandb_records import run_summary
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,10 @@ def test_maskclip_end_to_end(tmp_path: Path, toy_test: Path) -> None:
     assert (protocol["short_side"], protocol["window"]) == (64, 64)  # the backbone's input size
     assert protocol["threshold"] == 0.5 and protocol["threshold_source"] == "default"
     assert "method: maskclip" in (run / "config.yaml").read_text()
+    (wandb_run,) = (run / "wandb").glob("offline-run-*/run-*.wandb")  # the eval on the dashboard
+    logged = run_summary(wandb_run)
+    assert logged["job_type"] == "eval" and logged["tables"] == ["eval/toy/per_class_iou"]
+    assert "eval/toy/mIoU" in logged["history_keys"]
     rows = (run / "toy_per_class.csv").read_text().splitlines()
     assert rows[0] == "class,IoU" and len(rows) == 1 + len(classes)
     assert "== toy: mIoU" in done.stdout and "protocol: short side 64" in done.stdout

@@ -96,7 +96,13 @@ def test_training_free_segmenter_and_load_errors(tmp_path: Path, clip_file: Path
     seg = Segmenter.training_free("maskclip", {"model_name": "toyclip-vit-p8c", "pretrained": str(clip_file)})
     seg.set_classes(["circle", "star"])
     scores = seg.scores(images())
-    torch.testing.assert_close(scores.sum(1), torch.ones(2, 64, 64))  # a softmax over the classes
+    # MaskCLIP by hand: the last block's value path of the frozen CLIP, cosine with the class prompts at CLIP's
+    # logit scale, a softmax over the classes on the 8x8 patch grid, bilinear upsampling to the image
+    feats = seg.backbone.encode_images(seg.normalize(images()))
+    cos = torch.nn.functional.normalize(feats["dense"], dim=-1) @ seg.class_text.T  # (B, 64, 2)
+    probs = (seg.backbone.clip.logit_scale.exp() * cos).softmax(-1).transpose(1, 2).reshape(2, 2, 8, 8)
+    expected = torch.nn.functional.interpolate(probs, size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(scores, expected)
     assert seg.threshold is None and (seg.segment(images()) >= 1).all()  # no threshold: no background
     with pytest.raises(RuntimeError, match="set_classes"):
         Segmenter.training_free("maskclip", {"model_name": "toyclip-vit-p8c", "pretrained": None}).scores(

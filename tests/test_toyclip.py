@@ -14,8 +14,8 @@ import torch
 
 from synseg.lit.optim import warmup_cosine
 from synseg.lit.toyclip_module import ToyClipModule
-from tests.modules import build_module
 from tests.conftest import ROOT
+from tests.modules import build_module
 
 
 class _FakeTrainer:

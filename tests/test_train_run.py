@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.wandb_records import run_summary
 
 TINY = [
     "debug=limit",
@@ -37,7 +38,12 @@ def test_synseg_run_writes_its_run_folder(tmp_path: Path) -> None:
     torch.manual_seed(0)
     torch.save(build_open_clip("toyclip-vit-p8c").state_dict(), clip)
     done = train(
-        tmp_path, "model=synseg", "model.decoder_init=random", "run_name=tiny", f"clip.pretrained={clip}"
+        tmp_path,
+        "model=synseg",
+        "model.decoder_init=random",
+        "run_name=tiny",
+        f"clip.pretrained={clip}",
+        "logger.wandb.log_model=true",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     run = tmp_path / "logs" / "train" / "tiny"
@@ -63,7 +69,16 @@ def test_synseg_run_writes_its_run_folder(tmp_path: Path) -> None:
     assert config["kind"] == "synseg" and config["image_size"] == 64
     # the test's threshold is the one val chose for the best weights, written with that checkpoint at once
     assert config["threshold"] == pytest.approx(metrics["test/toy/threshold"], abs=1e-6)
-    assert list((run / "wandb").glob("offline-run-*")), "wandb did not log offline"
+    # the dashboard: job type, tags, val mIoU at the val-selected threshold with it beside, per-class IoU over
+    # time, the test's per-class table, and the exported model as an artifact
+    (run_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = run_summary(run_file)
+    assert logged["job_type"] == "train" and logged["tags"] == ["synseg", "toy", "captions"]
+    assert {"val/toy/mIoU", "val/toy/threshold", "val/toy/iou/circle", "train/loss/sep"} <= logged[
+        "history_keys"
+    ]
+    assert "test/toy/per_class_iou" in logged["tables"] and "val/toy/examples" in logged["images"]
+    assert ("tiny-model", "model") in logged["artifacts"]
     assert "reference levels" in done.stdout and "maps inverted" in done.stdout
     # `make eval` on the run's export reproduces its own test numbers (one loader, the same protocol)
     evaluated = subprocess.run(

@@ -82,6 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     protocol_cfg = OmegaConf.to_container(cfg.protocol, resolve=True)
     metrics: dict[str, Any] = {}
     protocols: dict[str, Any] = {}
+    per_dataset: dict[str, dict[str, Any]] = {}
     source = {"ckpt": cfg.ckpt, "method": cfg.get("method"), "segmenter": meta}
     for name in names:
         try:
@@ -111,12 +112,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             score_budget=float(cfg.get("score_budget", 1e8)),
         )
         print(format_table(name, results, protocol), flush=True)
+        per_dataset[name] = results
         metrics.update(flat_metrics(name, results))
         protocols[name] = {**protocol.to_dict(), "root": str(dataset.root)}
         write_per_class_csv(run_dir / f"{name}_per_class.csv", results)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         protocol_doc = {"source": source, "datasets": protocols}
         (run_dir / "protocol.json").write_text(json.dumps(protocol_doc, indent=2))
+    if cfg.get("wandb", True):  # per-dataset metrics and per-class tables on the dashboard
+        from synseg.wandb_runs import log_eval
+
+        log_eval(run_dir, str(cfg.run_name), source, per_dataset)
     log.info("results: %s", run_dir)
     return metrics
 

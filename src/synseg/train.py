@@ -84,8 +84,9 @@ def best_checkpoint(trainer: Any) -> dict[str, Any] | None:
     return {"best/path": str(path), "best/step": step, "best/score": to_float(callback.best_model_score)}
 
 
-def decide_run_folder(cfg: DictConfig) -> RunDecision:
-    """Fresh, resumed or refused (see synseg.run_folder); sets the wandb id of the decision."""
+def decide_run_folder(cfg: DictConfig) -> tuple[RunDecision, bool]:
+    """Fresh, resumed or refused (see synseg.run_folder); sets the wandb id of the decision and the run's tags.
+    Also returns whether to upload the exported model (`logger.wandb.log_model`)."""
     decision = prepare_run_folder(
         cfg.paths.output_dir,
         str(cfg.run_name),
@@ -99,16 +100,42 @@ def decide_run_folder(cfg: DictConfig) -> RunDecision:
         check_resume_checkpoint(decision.ckpt_path, cfg)
         log.info("resuming from %s", decision.ckpt_path)
     wandb = (cfg.get("logger") or {}).get("wandb")
-    if wandb is not None and decision.wandb_id:
-        wandb.id = decision.wandb_id  # unique per run folder, kept on resume
-    return decision
+    upload = bool(wandb is not None and wandb.get("log_model"))
+    if wandb is not None:
+        if decision.wandb_id:
+            wandb.id = decision.wandb_id  # unique per run folder, kept on resume
+        wandb.tags = [model_name(cfg), str(cfg.data.name), supervision(cfg)]
+        wandb.log_model = False  # Lightning's own upload is of checkpoints; we upload the exported model
+    return decision, upload
+
+
+def model_name(cfg: DictConfig) -> str:
+    """The model config this run composed (configs/model/<name>.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().runtime.choices.model)
+    except ValueError:  # composed outside a Hydra app (tests)
+        return str(cfg.model.get("_target_", "model")).rsplit(".", 1)[-1]
+
+
+def supervision(cfg: DictConfig) -> str:
+    """What the run learns from (every report says it): none, captions, dense masks, dense-pretrained."""
+    target = str(cfg.model.get("_target_", ""))
+    if target.endswith("MaskClipModule"):
+        return "none"
+    if target.endswith("DensePretrainModule"):
+        return "dense-masks"
+    if cfg.model.get("decoder_init") == "clipseg":
+        return "dense-pretrained"
+    return "captions"
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Trains and tests one run as configured; returns the final metrics."""
     validate_train_config(OmegaConf.to_container(cfg, resolve=True))
     os.environ.setdefault("WANDB_MODE", "offline")  # wandb on, offline, unless the user chose a mode
-    decision = decide_run_folder(cfg)
+    decision, upload_model = decide_run_folder(cfg)
     run_dir = decision.run_dir
     if is_launcher():
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -163,13 +190,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         if hasattr(model, "export"):
-            model.export(metrics, run_dir)
+            exported = model.export(metrics, run_dir)
+            if exported is not None and upload_model:
+                log_model_artifact(trainer, exported, str(cfg.run_name))
         log.info("run folder: %s", run_dir)
         log.info(
             "metrics: %s",
             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(metrics.items())}),
         )
     return metrics
+
+
+def log_model_artifact(trainer: Any, path: Path, run_name: str) -> None:
+    """Uploads the exported model to the run's wandb logger as a `model` artifact (with `log_model=true`)."""
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger):
+            artifact = wandb.Artifact(name=f"{run_name}-model", type="model", metadata={"file": path.name})
+            artifact.add_file(str(path))
+            lg.experiment.log_artifact(artifact)
 
 
 def report_user_error(err: BaseException) -> int:

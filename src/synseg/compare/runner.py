@@ -121,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace an existing report of the same name")
     p.add_argument("--check-only", action="store_true", help="validate the arguments and exit")
     p.add_argument("--no-gallery", action="store_true", help="skip gallery.png (it reloads every model)")
+    p.add_argument("--no-wandb", action="store_true", help="do not log the report to wandb")
     return p.parse_args(argv)
 
 
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         "args": extra,
     }
     table = write_report(out, rows, config, gallery=not args.no_gallery)
+    if not args.no_wandb:  # the report on the dashboard, in the runs' group
+        from synseg.wandb_runs import log_compare
+
+        log_compare(run_root, json.loads((out / "results.json").read_text()), out, args.name)
     print(table)
     print(f"report: {out}/report.md")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
