@@ -13,15 +13,16 @@ SEED ?= 0
 RUN ?= $(MODEL)-$(DATA)-s$(SEED)
 ARGS ?=
 NAME ?= default
-MODELS ?= maskclip dense_init synseg synseg_weak mixreorg
-SEEDS ?= 0 1 2
+MODELS ?=
+SEEDS ?=
+PLAN ?= loss
 STEPS ?=
 OVERWRITE ?=
 RESUME ?=
 DATA_ROOT ?=
 LOG_DIR ?= logs
 DRY_RUN ?=
-COMPARE_FLAGS = --name "$(NAME)" --models "$(MODELS)" --seeds "$(SEEDS)" $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --data "$(DATA)" $(if $(COMPARE_DATASETS),--datasets "$(COMPARE_DATASETS)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --args "$(ARGS)"
+COMPARE_FLAGS = $(if $(MODELS),--models "$(MODELS)") $(if $(SEEDS),--seeds "$(SEEDS)") $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --data "$(DATA)" $(if $(COMPARE_DATASETS),--datasets "$(COMPARE_DATASETS)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --args "$(ARGS)"
 COMPARE_DATASETS = $(if $(filter command line environment,$(origin DATASETS)),$(DATASETS))
 # ARGS reach Hydra as typed: no glob or brace expansion by the recipe's shell (data.shards.urls=/data/*.tar).
 NOGLOB := set -f +B;
@@ -31,7 +32,7 @@ STANDIN_CLIP := data/toyclip/toyclip-vit-p8c.pt
 DENSE_DECODER := data/toyclip/synseg_head_dense.pt
 MASKCLIP_REF := data/toyclip/maskclip.metrics.json
 
-.PHONY: help venv train compare eval export audit toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
+.PHONY: help venv train compare ablation eval export audit toyclip dense-decoder maskclip-ref toy-standins toy-data sample-sheet test test-slow lint format benchmark clean wandb-sync
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,9 +54,16 @@ train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name [RESUME=1
 	$(NOGLOB) $(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(TRAIN_FLAGS) $(ARGS)
 
 compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2" [DATA=cc12m DATASETS="voc20" DATA_ROOT=...]
-	@$(NOGLOB) $(PY) -m synseg.compare $(COMPARE_FLAGS) --check-only
+	@$(NOGLOB) $(PY) -m synseg.compare --name "$(NAME)" $(COMPARE_FLAGS) --check-only
 	@if [ "$(DATA)" = toy ]; then $(MAKE) --no-print-directory toy-standins; fi
-	$(NOGLOB) $(PY) -m synseg.compare $(COMPARE_FLAGS)
+	$(NOGLOB) $(PY) -m synseg.compare --name "$(NAME)" $(COMPARE_FLAGS)
+
+# make ablation: the SynSeg studies through the same runner (run layout, report files, wandb group).
+ABLATION_NAME = $(if $(filter command line environment,$(origin NAME)),$(NAME),ablation-$(PLAN))
+ablation: venv ## SynSeg studies: make ablation PLAN=loss|switches|seeds|literal [NAME=... SEEDS=... OVERWRITE=1]
+	@$(NOGLOB) $(PY) -m synseg.compare --plan "$(PLAN)" --name "$(ABLATION_NAME)" $(COMPARE_FLAGS) --check-only
+	@if [ "$(DATA)" = toy ]; then $(MAKE) --no-print-directory toy-standins; fi
+	$(NOGLOB) $(PY) -m synseg.compare --plan "$(PLAN)" --name "$(ABLATION_NAME)" $(COMPARE_FLAGS)
 
 toyclip: $(STANDIN_CLIP) ## Build the stand-in CLIP of the toy world into data/toyclip/ (once)
 $(STANDIN_CLIP): | $(STAMP)
@@ -84,7 +92,7 @@ eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.c
 	@if [ -n "$(EVAL_MODEL)" ] && [ ! -f configs/model/$(EVAL_MODEL).yaml ]; then echo "MODEL=$(EVAL_MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; fi
 	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi
 	@if [ -n "$(EVAL_MODEL)" ] || echo " $(DATASETS) " | grep -q " toy "; then $(MAKE) --no-print-directory toyclip; fi
-	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test; fi
+	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toy write --split test --n 500 --seed 0 --out data/toy/test; fi
 	$(NOGLOB) $(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),method=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
 
 OUT ?= model.synseg
@@ -95,15 +103,15 @@ export: venv ## Export a run's model as one file: make export CKPT=logs/train/<r
 toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 
 toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
-	@test -d data/toy/val || $(PY) -m synseg.data.toyworld write --split val --n 200 --seed 0 --out data/toy/val
-	@test -d data/toy/test || $(PY) -m synseg.data.toyworld write --split test --n 500 --seed 0 --out data/toy/test
-	@test -d data/shards || $(PY) -m synseg.data.toyworld write --split train --n 8000 --seed 0 --format shards --out data/shards
+	@test -d data/toy/val || $(PY) -m synseg.data.toy write --split val --n 200 --seed 0 --out data/toy/val
+	@test -d data/toy/test || $(PY) -m synseg.data.toy write --split test --n 500 --seed 0 --out data/toy/test
+	@test -d data/shards || $(PY) -m synseg.data.toy write --split train --n 8000 --seed 0 --format shards --out data/shards
 
 audit: venv ## Data audit before a DDP run: make audit DATA=shards ARGS='data.shards.urls=... world_size=4 num_workers=2 steps=50'
 	$(NOGLOB) $(PY) -m synseg.data.audit data=$(DATA) $(ARGS)
 
 sample-sheet: venv ## Render the toy-world sample sheet used in the README (docs/toyworld_sheet.png)
-	$(PY) -m synseg.data.toyworld sheet --out docs/toyworld_sheet.png
+	$(PY) -m synseg.data.toy sheet --out docs/toyworld_sheet.png
 
 test: venv ## Fast test suite (CPU, no network, < 10 min on 2 cores)
 	$(PY) -m pytest -m "not slow" -q

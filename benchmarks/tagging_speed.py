@@ -13,7 +13,7 @@ import random
 import statistics
 import time
 
-from synseg.data.tagging import CategoryTagger, model_available
+from synseg.data.train.tagging import CategoryTagger, model_available
 
 _TOY = (
     "circle disc ball square box block triangle wedge star cross plus ring donut hoop heart diamond rhombus "

@@ -71,7 +71,8 @@ CASES = [
      "callbacks.seg_eval.threshold: 1.5; expected a number in [0, 1]"),
     ("missing weights", lambda p: [*TRAIN, "model=synseg", "model.decoder_init=random",
                                    "clip.pretrained=/nope/clip.pt"], 2,
-     "model.segmenter.backbone.pretrained: /nope/clip.pt does not exist; build the stand-in CLIP with `make toyclip`"),
+     "model.segmenter.backbone.pretrained: /nope/clip.pt does not exist; "
+     "build the stand-in CLIP with `make toyclip`"),
     ("resume without checkpoint", lambda p: [*TRAIN, "model=toyclip", "resume=true"], 2,
      "RESUME=1: "),
     ("unreadable checkpoint", lambda p: [*TRAIN, "model=toyclip", f"ckpt_path={p['garbage']}"], 2,

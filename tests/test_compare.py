@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synseg.compare.methods import METHODS
+from synseg.compare.methods import METHODS, PLANS, paired_comparisons
 from synseg.compare.report import aggregate, markdown
 from synseg.compare.runner import CompareError, parse_models, parse_seeds
 from synseg.compare.stats import paired_delta, t975
@@ -125,19 +125,20 @@ def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
     out = tmp_path / "reports" / "tiny"
     assert {p.name for p in out.iterdir()} == {"report.md", "results.json", "compare.png", "gallery.png"}
     res = json.loads((out / "results.json").read_text())
-    assert list(res["methods"]) == list(METHODS)
+    compare = [m.name for m in PLANS["compare"]]
+    assert list(res["methods"]) == compare
     for name, m in res["methods"].items():
         assert m["supervision"] == METHODS[name].supervision and len(m["mIoU_per_seed"]) == 1
         assert 0.0 <= m["mIoU_mean"] <= 1.0 and m["seconds"] > 0 and m["per_class"]
     assert res["methods"]["mixreorg"]["mIoU_std"] == 0.0 and "mixreorg - maskclip" in res["paired_deltas"]
     # the same wandb group for every run, so the dashboard overlays them
-    cfgs = [(tmp_path / "logs" / "compare" / "tiny" / f"{m}-s0" / "config.yaml").read_text() for m in METHODS]
+    cfgs = [(tmp_path / "logs" / "compare" / "tiny" / f"{m}-s0" / "config.yaml").read_text() for m in compare]
     assert all("wandb_group: compare-tiny" in c for c in cfgs)
     # wandb names carry the compare's NAME, ids are unique per run folder
-    assert all(f"run_name: tiny-{m}-s0" in c for m, c in zip(METHODS, cfgs, strict=True))
+    assert all(f"run_name: tiny-{m}-s0" in c for m, c in zip(compare, cfgs, strict=True))
     runs = tmp_path / "logs" / "compare" / "tiny"
-    ids = {json.loads((runs / f"{m}-s0" / "run.json").read_text())["wandb_id"] for m in METHODS}
-    assert len(ids) == len(METHODS) and all(i.startswith("tiny-") for i in ids)
+    ids = {json.loads((runs / f"{m}-s0" / "run.json").read_text())["wandb_id"] for m in compare}
+    assert len(ids) == len(compare) and all(i.startswith("tiny-") for i in ids)
     # the report itself on the dashboard: a compare run in the runs' group, with its table and figures
     (report_run,) = (runs / "wandb").glob("offline-run-*/run-*.wandb")
     logged = run_summary(report_run)
@@ -182,3 +183,28 @@ def test_report_names_the_test_set_it_is_about() -> None:
     assert "| folder mIoU (mean ± std) |" in markdown(
         res, {"name": "t", "seeds": [0], "steps": None, "args": []}
     )
+
+
+@pytest.mark.parametrize("plan", [p for p in PLANS if p != "compare"])
+def test_ablation_plans_compose_and_compare_against_their_first_row(plan: str) -> None:
+    """`make ablation PLAN=...`: every row's overrides compose with the real config (a renamed key fails
+    here, not after an hour of runs), and the report's paired deltas are against the plan's first row."""
+    from omegaconf import OmegaConf
+
+    from tests.test_configs import compose_train
+
+    methods = PLANS[plan]
+    for m in methods:
+        cfg = compose_train([f"model={m.model}", *m.overrides])
+        OmegaConf.to_container(cfg.model, resolve=True)
+    names = [m.name for m in methods]
+    assert paired_comparisons(plan, names) == [(n, names[0]) for n in names[1:]]
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "ablation", f"PLAN={plan}"], cwd=ROOT, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert f'--plan "{plan}" --name "ablation-{plan}"' in done.stdout
+    weights = compose_train(
+        ["model=synseg", *next(m for m in PLANS["loss"] if m.name == "synseg_wo_sep").overrides]
+    )
+    assert dict(weights.model.loss.weights) == {"align": 1.0, "cont": 1.0, "back": 1.0, "sep": 0.0}

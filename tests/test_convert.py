@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from synseg.data.benchmarks import benchmark_classes, build_eval_dataset
-from synseg.data.convert import main
-from synseg.data.convert_coco import COCO_THING_IDS, rle_decode, rle_string_to_counts
-from synseg.data.convert_context import CONTEXT59_IDS, labelmap_to_context60
-from synseg.data.convert_io import ConversionError
+from synseg.data.convert.cli import main
+from synseg.data.convert.coco import COCO_THING_IDS, rle_decode, rle_string_to_counts
+from synseg.data.convert.context import CONTEXT59_IDS, labelmap_to_context60
+from synseg.data.convert.io import ConversionError
 
 
 def rle_encode_string(counts: list[int]) -> str:

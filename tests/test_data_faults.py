@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synseg.data.records import DecodeOptions, SkipCounter, decode_record
-from synseg.data.shard_reader import iter_shard, iter_tar_stream
+from synseg.data.train.records import DecodeOptions, SkipCounter, decode_record
+from synseg.data.train.shard_reader import iter_shard, iter_tar_stream
 from synseg.errors import DataStreamError, one_line
 from tests.test_data_sources import _jpeg, good_shard, write_tar
 from tests.test_datamodule import collect, make_dm
@@ -253,7 +253,7 @@ def test_toyworld_shards_read_with_the_new_reader(tmp_path: Path) -> None:
 
     from tests.conftest import ROOT
 
-    cmd = [sys.executable, "-m", "synseg.data.toyworld", "write", "--split", "train", "--n", "7", "--format",
+    cmd = [sys.executable, "-m", "synseg.data.toy", "write", "--split", "train", "--n", "7", "--format",
            "shards", "--shard-size", "3", "--out", str(tmp_path), "--quiet"]  # fmt: skip
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     skips = SkipCounter()

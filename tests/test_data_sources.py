@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synseg.data.records import SkipCounter, decode_record
-from synseg.data.shard_reader import iter_shard
-from synseg.data.sources import ShardSource, expand_urls
+from synseg.data.train.records import SkipCounter, decode_record
+from synseg.data.train.shard_reader import iter_shard
+from synseg.data.train.sources import ShardSource, expand_urls
 from synseg.errors import ConfigError
 
 
@@ -94,7 +94,7 @@ def test_shard_round_trip_through_hf_datasets_streaming(toy_shards: Path) -> Non
     """The same shards read by `datasets.load_dataset("webdataset", streaming=True)` and by our reader."""
     import datasets
 
-    from synseg.data.hf_source import _keep_raw_fields
+    from synseg.data.train.hf_source import _keep_raw_fields
 
     _keep_raw_fields()
     files = sorted(str(p) for p in toy_shards.glob("*.tar"))
@@ -125,7 +125,7 @@ def test_corrupt_samples_are_skipped_and_counted(corrupt_shard: Path) -> None:
 
 def test_hf_source_survives_non_utf8_captions(corrupt_shard: Path) -> None:
     """datasets' webdataset builder would raise on the bad caption and end the stream; ours counts it."""
-    from synseg.data.hf_source import HFSource
+    from synseg.data.train.hf_source import HFSource
 
     src = HFSource("webdataset", data_files=str(corrupt_shard))
     skips = SkipCounter()
@@ -166,7 +166,7 @@ def test_bad_shard_configs_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_unreachable_hf_dataset_is_a_clear_error() -> None:
-    from synseg.data.hf_source import HFSource
+    from synseg.data.train.hf_source import HFSource
 
     with pytest.raises(
         ConfigError, match=r"data\.hf\.path: cannot open Hugging Face dataset 'no-such-org/no"

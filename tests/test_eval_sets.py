@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DistributedSampler
 
+from synseg.data.benchmarks.eval_sets import EvalDataError, StridedEvalSampler, fixed_subset, load_eval_sets
 from synseg.data.datamodule import CaptionDataModule
-from synseg.data.eval_sets import EvalDataError, StridedEvalSampler, fixed_subset, load_eval_sets
 
 
 def make_dm(root: Path, **val) -> CaptionDataModule:

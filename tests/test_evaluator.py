@@ -232,12 +232,12 @@ class FolderData(L.LightningDataModule):
         return images.float() / 255.0
 
     def val_dataloader(self) -> list[DataLoader]:
-        from synseg.data.eval_sets import eval_loader
+        from synseg.data.benchmarks.eval_sets import eval_loader
 
         return [eval_loader(ds, 4, 0, 0, 1) for ds in self.sets["val"]]
 
     def test_dataloader(self) -> list[DataLoader]:
-        from synseg.data.eval_sets import eval_loader
+        from synseg.data.benchmarks.eval_sets import eval_loader
 
         return [eval_loader(ds, 4, 0, 0, 1) for ds in self.sets["test"]]
 

@@ -1,4 +1,5 @@
-"""Feature Synergy Structure against a hand computation: f = V^T A / sum(A), fbar = V^T (1 - A) / sum(1 - A)."""
+"""Feature Synergy Structure against a hand computation:
+f = V^T A / sum(A), fbar = V^T (1 - A) / sum(1 - A)."""
 
 from __future__ import annotations
 

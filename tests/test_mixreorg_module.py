@@ -40,7 +40,8 @@ def test_training_step_gives_every_head_parameter_a_gradient(progressive: bool, 
 
 
 def test_loss_is_the_weighted_sum_of_its_terms(toy_batch: dict) -> None:
-    """Weights {seg: 1, orig: 0, rest: 0}, {seg: 0, orig: 1, rest: 0} ... recombine into the (1, 2, 3) total."""
+    """Weights {seg: 1, orig: 0, rest: 0}, {seg: 0, orig: 1, rest: 0} ... recombine into the (1, 2, 3)
+    total."""
     parts = []
     for term in MIXREORG_TERMS:
         zero = [f"model.loss.weights.{t}={float(t == term)}" for t in MIXREORG_TERMS]

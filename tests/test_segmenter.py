@@ -96,8 +96,8 @@ def test_training_free_segmenter_and_load_errors(tmp_path: Path, clip_file: Path
     seg = Segmenter.training_free("maskclip", {"model_name": "toyclip-vit-p8c", "pretrained": str(clip_file)})
     seg.set_classes(["circle", "star"])
     scores = seg.scores(images())
-    # MaskCLIP by hand: the last block's value path of the frozen CLIP, cosine with the class prompts at CLIP's
-    # logit scale, a softmax over the classes on the 8x8 patch grid, bilinear upsampling to the image
+    # MaskCLIP by hand: the last block's value path of the frozen CLIP, cosine with the class prompts at
+    # CLIP's logit scale, a softmax over the classes on the 8x8 patch grid, bilinear upsampling to the image
     feats = seg.backbone.encode_images(seg.normalize(images()))
     cos = torch.nn.functional.normalize(feats["dense"], dim=-1) @ seg.class_text.T  # (B, 64, 2)
     probs = (seg.backbone.clip.logit_scale.exp() * cos).softmax(-1).transpose(1, 2).reshape(2, 2, 8, 8)
@@ -123,7 +123,8 @@ def test_inference_imports_neither_lightning_nor_hydra(trained: Path) -> None:
         "import sys, torch; from synseg.models import Segmenter; "
         f"s = Segmenter.load({str(trained)!r}); s.set_classes(['cat', 'dog']); "
         "s.segment(torch.rand(1, 3, 40, 40)); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra')))"
+        "print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra')))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -137,6 +138,7 @@ def test_make_export_writes_the_file(trained: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "synseg on toyclip-vit-p8c, threshold 0.3" in done.stdout
     assert Segmenter.load(out).config == Segmenter.load(trained).config
-    bad = subprocess.run(["make", "--no-print-directory", "export", f"CKPT={tmp_path / 'no.ckpt'}", f"OUT={out}"],
+    bad = subprocess.run(["make", "--no-print-directory", "export",
+                          f"CKPT={tmp_path / 'no.ckpt'}", f"OUT={out}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode != 0 and "no such file" in bad.stderr and "Traceback" not in bad.stderr

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from synseg.data.records import SkipCounter
-from synseg.data.sources import ShardSource
+from synseg.data.train.records import SkipCounter
+from synseg.data.train.sources import ShardSource
 from synseg.errors import CheckpointError
 from tests.test_data_sources import _jpeg, good_shard, write_tar
 from tests.test_datamodule import make_dm
@@ -153,7 +153,7 @@ def test_resume_reads_no_member_data_before_its_position(tmp_path: Path, monkeyp
 def _gather_worker(rank: int, world: int, port: str, out: str) -> None:
     import torch.distributed as dist
 
-    from synseg.data.stream_state import StreamPositions
+    from synseg.data.train.stream_state import StreamPositions
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -12,7 +12,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from synseg.data.tagging import DEFAULT_STOP_WORDS, OFFLINE_PIPELINE, CategoryTagger, model_available
+from synseg.data.train.tagging import DEFAULT_STOP_WORDS, OFFLINE_PIPELINE, CategoryTagger, model_available
 
 HAS_SM = model_available("en_core_web_sm")
 
@@ -104,11 +104,11 @@ def test_trained_missing_model_is_a_clear_error() -> None:
 
 
 def test_logs_pipeline_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="synseg.data.tagging"):
+    with caplog.at_level(logging.INFO, logger="synseg.data.train.tagging"):
         t = CategoryTagger(pipeline="offline")
         t.tag(["a dog", "a cat"])
         t("a horse")
-    records = [r for r in caplog.records if r.name == "synseg.data.tagging"]
+    records = [r for r in caplog.records if r.name == "synseg.data.train.tagging"]
     assert len(records) == 1 and OFFLINE_PIPELINE in records[0].getMessage()
 
 

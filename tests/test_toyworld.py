@@ -226,9 +226,7 @@ def test_sample_sheet(tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "synseg.data.toyworld", *args], capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "synseg.data.toy", *args], capture_output=True, text=True)
 
 
 def test_cli_write_and_bad_input(tmp_path):
@@ -248,7 +246,7 @@ def test_cli_write_and_bad_input(tmp_path):
 
 def test_every_toy_noun_is_in_the_default_tagging_vocabulary() -> None:
     """Captions name objects by category or synonym; the offline tagger must know every one of them."""
-    from synseg.data.tagging import DEFAULT_VOCAB_PATH, load_vocab
+    from synseg.data.train.tagging import DEFAULT_VOCAB_PATH, load_vocab
 
     vocab = set(load_vocab(DEFAULT_VOCAB_PATH))
     nouns = set(CATEGORIES) | {s for syns in SYNONYMS.values() for s in syns}

@@ -1,4 +1,4 @@
-"""Zero-shot evaluation entry point: `python -m synseg.eval ckpt=... | model=maskclip datasets=[toy,voc21]`
+"""Zero-shot evaluation entry point: `python -m synseg.eval ckpt=... | method=maskclip datasets=[toy,voc21]`
 (see `make eval` and configs/eval.yaml).
 
 A short story: load the segmenter; per dataset build it, resolve its protocol, set the class names, run
@@ -27,14 +27,14 @@ from synseg.evaluation.runner import Normalizer, evaluate_dataset
 log = logging.getLogger("synseg.eval")
 
 
-def default_run_name(ckpt: str | None, model: str | None) -> str:
-    """logs/train/<run>/checkpoints/last.ckpt -> <run>; else the checkpoint stem, else the model name."""
+def default_run_name(ckpt: str | None, method: str | None) -> str:
+    """logs/train/<run>/checkpoints/last.ckpt -> <run>; else the checkpoint stem, else the method name."""
     if ckpt:
         path = Path(ckpt)
         if path.parent.name == "checkpoints":
             return path.parent.parent.name
         return path.parent.name if path.name == "model.synseg" else path.stem
-    return str(model or "eval")
+    return str(method or "eval")
 
 
 if not OmegaConf.has_resolver("synseg_eval_run"):

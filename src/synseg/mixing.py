@@ -1,4 +1,4 @@
-"""MixReorg's contextual patch mixing and its exact inverse (see the README's MixReorg section).
+"""MixReorg's contextual patch mixing and its exact inverse (see docs/methods.md, MixReorg).
 
 Images are split into groups of M consecutive images; at every patch position each of the M mixed images
 of a group takes the patch of one image of the group, so the group's mixed images together hold every source

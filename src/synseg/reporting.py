@@ -18,7 +18,7 @@ DIAGNOSTICS = ("fg_pixel_acc", "image_top1", "act_in", "act_bg", "act_absent", "
 
 def mask_levels(test_root: str | Path, patch: int) -> dict[str, float]:
     """All-background mIoU and the resolution ceiling of a `patch` grid on a folder's masks."""
-    from synseg.data.segfolder import read_classes
+    from synseg.data.benchmarks.segfolder import read_classes
     from synseg.data.toy.reference import all_background_miou, patch_grid_ceiling
 
     root = Path(test_root)

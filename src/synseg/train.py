@@ -85,7 +85,8 @@ def best_checkpoint(trainer: Any) -> dict[str, Any] | None:
 
 
 def decide_run_folder(cfg: DictConfig) -> tuple[RunDecision, bool]:
-    """Fresh, resumed or refused (see synseg.run_folder); sets the wandb id of the decision and the run's tags.
+    """Fresh, resumed or refused (see synseg.run_folder); sets the wandb id of the decision and the
+    run's tags.
     Also returns whether to upload the exported model (`logger.wandb.log_model`)."""
     decision = prepare_run_folder(
         cfg.paths.output_dir,

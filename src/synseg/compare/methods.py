@@ -1,5 +1,7 @@
-"""The methods `make compare` knows: which model config each runs, with which overrides, and under which
-supervision label (every row of a report says what supervision produced it)."""
+"""What `make compare` and `make ablation` run: methods (a model config, its overrides, the supervision it
+learns from) grouped in plans. `compare` is every method on the same footing; the ablation plans are the
+SynSeg studies (seeds, the paper's literal loss, the switches, the loss terms). Every row of a report says
+what supervision produced it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ SUPERVISION = ("none", "dense-pretrained", "captions")
 
 @dataclass(frozen=True)
 class Method:
-    """One row of a compare: `model` config, extra Hydra overrides, supervision label, what it learns from."""
+    """One row of a report: `model` config, extra Hydra overrides, supervision label, what it learns from."""
 
     name: str
     model: str
@@ -20,28 +22,102 @@ class Method:
     overrides: tuple[str, ...] = field(default=())
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("maskclip", "maskclip", "none", False, "training-free dense CLIP (MaskCLIP value path)"),
+LITERAL = ("model.decoder_init=random", "model.decoder_ckpt=null", "model.segmenter.text_condition=unit")
+COMPARE = (
+    Method("maskclip", "maskclip", "none", False, "training-free dense CLIP (MaskCLIP value path)"),
+    Method("dense_init", "synseg", "dense-pretrained", False,
+           "the stand-in dense-pretrained (CLIPSeg) decoder alone, no MCCL", ("train=false",)),
+    Method(
+        "synseg", "synseg", "dense-pretrained", True, "paper recipe: MCCL on captions from the dense decoder"
+    ),
+    Method("synseg_weak", "synseg_weak", "captions", True, "MCCL + our switches from a random decoder"),
+    Method("mixreorg", "mixreorg", "captions", True, "MixReorg-style mixing, restoration, contrastive"),
+)  # fmt: skip
+TERMS = ("align", "cont", "back", "sep")
+
+
+def _without(term: str) -> tuple[str, ...]:
+    return tuple(f"model.loss.weights.{t}={0.0 if t == term else 1.0}" for t in TERMS)
+
+
+PLANS: dict[str, tuple[Method, ...]] = {
+    "compare": COMPARE,
+    "seeds": (
+        COMPARE[0],
+        COMPARE[2],
+        COMPARE[3],
         Method(
-            "dense_init",
-            "synseg",
-            "dense-pretrained",
-            False,
-            "the stand-in dense-pretrained (CLIPSeg) decoder alone, no MCCL",
-            ("train=false",),
-        ),
-        Method(
-            "synseg",
-            "synseg",
-            "dense-pretrained",
+            "synseg_weak_extras",
+            "synseg_weak_extras",
+            "captions",
             True,
-            "paper recipe: MCCL on captions from the dense decoder",
+            "the weak recipe with V from the frozen CLIP tokens",
         ),
-        Method("synseg_weak", "synseg_weak", "captions", True, "MCCL + our switches from a random decoder"),
-        Method("mixreorg", "mixreorg", "captions", True, "MixReorg-style mixing, restoration, contrastive"),
-    )
+    ),  # fmt: skip
+    "literal": (
+        Method("literal", "synseg", "captions", True, "the paper's MCCL from a random decoder", LITERAL),
+    ),
+    "switches": (
+        Method("literal", "synseg", "captions", True, "the paper's MCCL from a random decoder", LITERAL),
+        Method(
+            "v_frozen",
+            "synseg",
+            "captions",
+            True,
+            "+ V from frozen CLIP tokens",
+            (*LITERAL, "model.fss_source=frozen"),
+        ),
+        Method(
+            "v_frozen_negatives",
+            "synseg",
+            "captions",
+            True,
+            "+ absent-category negatives",
+            (*LITERAL, "model.fss_source=frozen", "model.negatives.weight=1.0"),
+        ),
+        Method(
+            "v_frozen_negatives_presence",
+            "synseg",
+            "captions",
+            True,
+            "+ presence BCE",
+            (*LITERAL, "model.fss_source=frozen", "model.negatives.weight=1.0", "model.presence_weight=1.0"),
+        ),
+        Method("synseg_weak_extras", "synseg_weak_extras", "captions", True, "+ prompt InfoNCE"),
+        Method(
+            "extras_only",
+            "synseg_weak_extras",
+            "captions",
+            True,
+            "synseg_weak_extras with MCCL weights 0",
+            tuple(f"model.loss.weights.{t}=0.0" for t in TERMS),
+        ),
+        Method("synseg_weak", "synseg_weak", "captions", True, "synseg_weak_extras with V conditioned"),
+    ),  # fmt: skip
+    "loss": tuple(
+        Method(
+            f"{recipe}{'' if term is None else '_wo_' + term}",
+            recipe,
+            supervision,
+            True,
+            f"{recipe}, {'all MCCL terms' if term is None else 'without L_' + term}",
+            () if term is None else _without(term),
+        )
+        for recipe, supervision in (("synseg", "dense-pretrained"), ("synseg_weak", "captions"))
+        for term in (None, *TERMS)
+    ),  # fmt: skip
 }
-DEFAULT_METHODS = tuple(METHODS)
-TRAINED_VS_FREE = [m for m in METHODS if m != "maskclip"]  # rows compared against maskclip, paired by seed
+PLAN_SEEDS = {"compare": (0, 1, 2), "seeds": (0, 1, 2), "literal": (0, 1, 2), "switches": (0,), "loss": (0,)}
+METHODS: dict[str, Method] = {m.name: m for plan in PLANS.values() for m in plan}
+DEFAULT_METHODS = tuple(m.name for m in COMPARE)
+
+
+def paired_comparisons(plan: str, names: list[str]) -> list[tuple[str, str]]:
+    """The (a, b) pairs whose per-seed deltas a report gives: the compare plan's trained methods against
+    maskclip and the SynSeg recipes against mixreorg; an ablation plan's rows against its first row."""
+    if plan == "compare":
+        pairs = [(n, "maskclip") for n in names if n != "maskclip"]
+        pairs += [("synseg", "mixreorg"), ("synseg_weak", "mixreorg")]
+    else:
+        pairs = [(n, names[0]) for n in names[1:]]
+    return [(a, b) for a, b in pairs if a in names and b in names]

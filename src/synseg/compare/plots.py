@@ -75,7 +75,7 @@ def load_run_model(run_dir: Path) -> tuple[Any, dict]:
 def plot_gallery(results: dict[str, Any], path: Path, n_images: int = 6) -> None:
     """The first `n_images` test images of the report's dataset: ground truth beside each method's
     prediction (each at its run's test threshold), scored under the run's evaluation protocol."""
-    from synseg.data.eval_sets import load_eval_sets
+    from synseg.data.benchmarks.eval_sets import load_eval_sets
     from synseg.evaluation.protocol import build_protocol
     from synseg.evaluation.runner import dense_scores
 

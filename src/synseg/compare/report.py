@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from synseg.compare.methods import METHODS, TRAINED_VS_FREE
+from synseg.compare.methods import METHODS, paired_comparisons
 from synseg.compare.stats import mean_std, paired_delta
 
 DIAGNOSTICS = ("act_in", "act_bg", "act_absent", "fg_pixel_acc", "image_top1", "threshold")
@@ -29,7 +29,9 @@ def test_datasets(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(names)
 
 
-def aggregate(rows: list[dict[str, Any]], dataset: str | None = None) -> dict[str, Any]:
+def aggregate(
+    rows: list[dict[str, Any]], dataset: str | None = None, plan: str = "compare"
+) -> dict[str, Any]:
     """results.json content for one test set (default: the first the runs report): per method mean ± std
     over seeds, per-class IoU means, diagnostics, timing; paired deltas; the reference levels."""
     methods: dict[str, Any] = {}
@@ -71,10 +73,8 @@ def aggregate(rows: list[dict[str, Any]], dataset: str | None = None) -> dict[st
             )
     by_seed = {n: dict(zip(v["seeds"], v["mIoU_per_seed"], strict=True)) for n, v in methods.items()}
     deltas = {}
-    pairs = [(n, "maskclip") for n in TRAINED_VS_FREE] + [("synseg", "mixreorg"), ("synseg_weak", "mixreorg")]
-    for a, b in pairs:
-        if a in by_seed and b in by_seed:
-            deltas[f"{a} - {b}"] = paired_delta(by_seed[a], by_seed[b])
+    for a, b in paired_comparisons(plan, list(by_seed)):
+        deltas[f"{a} - {b}"] = paired_delta(by_seed[a], by_seed[b])
     return {"dataset": dataset, "methods": methods, "paired_deltas": deltas, "references": refs}
 
 
@@ -86,7 +86,9 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
         f"# Compare `{config['name']}`",
         "",
         f"Dataset `{results['dataset']}` (test split; threshold selected on val). Seeds {config['seeds']}, "
-        f"steps {steps}, same data, backbone and budget for every method. Extra overrides: "
+        f"steps {steps}, same data, backbone and budget for every method; each run is tested on its final "
+        "weights (`test_ckpt=last`: a fixed budget, as the papers report; best.ckpt stays in its folder). "
+        "Extra overrides: "
         f"`{' '.join(config.get('args', [])) or 'none'}`. mIoU as fractions.",
         "",
         f"| method | supervision | {results['dataset']} mIoU (mean ± std) | per seed | wall s, all seeds | "
@@ -137,10 +139,11 @@ def write_report(out: Path, rows: list[dict[str, Any]], config: dict[str, Any], 
     from synseg.compare.plots import plot_compare, plot_gallery
 
     sets = test_datasets(rows)
-    results = {**aggregate(rows), "config": config}
+    plan = config.get("plan", "compare")
+    results = {**aggregate(rows, plan=plan), "config": config}
     if len(sets) > 1:  # every other test set gets its own aggregate in results.json
         results["other_datasets"] = {
-            name: aggregate(rows, name) for name in sets if name != results["dataset"]
+            name: aggregate(rows, name, plan) for name in sets if name != results["dataset"]
         }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     text = markdown(results, config)

@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from synseg.compare.methods import DEFAULT_METHODS, METHODS
+from synseg.compare.methods import METHODS, PLAN_SEEDS, PLANS
 
 
 class CompareError(ValueError):
@@ -45,13 +45,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_models(text: str) -> list[str]:
-    """'maskclip synseg' -> names; an unknown name is a CompareError listing the known ones."""
+def parse_models(text: str | None, plan: str = "compare") -> list[str]:
+    """'maskclip synseg' -> names of the plan's methods (all of them when empty or None); an unknown name is
+    a CompareError listing the plan's ones."""
+    known = [m.name for m in PLANS[plan]]
+    if text is None or not text.strip():
+        return known
     names = text.replace(",", " ").split()
-    unknown = [n for n in names if n not in METHODS]
-    if unknown or not names:
+    unknown = [n for n in names if n not in known]
+    if unknown:
         raise CompareError(
-            f"MODELS={text!r}: unknown {unknown or '(empty)'}; expected any of {' '.join(METHODS)}"
+            f"MODELS={text!r}: unknown {unknown} in plan {plan}; expected any of {' '.join(known)}"
         )
     return list(dict.fromkeys(names))
 
@@ -77,8 +81,9 @@ def run_one(
     cmd = [
         sys.executable, "-m", "synseg.train",
         f"model={m.model}", f"seed={seed}", f"run_name={run_name}", f"hydra.run.dir={run_dir}",
-        f"+wandb_group={group}", *m.overrides, *([f"total_steps={steps}"] if steps else []), *extra,
-    ]  # fmt: skip
+        f"+wandb_group={group}", "test_ckpt=last", *m.overrides, *([f"total_steps={steps}"] if steps else []),
+        *extra,
+    ]  # fmt: skip  # test_ckpt=last: every method tested after the same budget (see report.markdown)
     log_path = run_dir.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -107,8 +112,9 @@ def run_one(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m synseg.compare", description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True, help="report name: <out>/NAME and <log-dir>/compare/NAME")
-    p.add_argument("--models", default=" ".join(DEFAULT_METHODS), help="methods, space separated")
-    p.add_argument("--seeds", default="0 1 2", help="integer seeds, space separated")
+    p.add_argument("--plan", default="compare", help=f"what to run: {' | '.join(PLANS)}")
+    p.add_argument("--models", default=None, help="methods of the plan, space separated (default: all)")
+    p.add_argument("--seeds", default=None, help="integer seeds, space separated (default: the plan's)")
     p.add_argument(
         "--steps", type=int, default=None, help="optimiser steps of every trained run (default: config)"
     )
@@ -128,7 +134,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        seeds, models = parse_seeds(args.seeds), parse_models(args.models)
+        if args.plan not in PLANS:
+            raise CompareError(f"PLAN={args.plan!r}: unknown; expected one of {' '.join(PLANS)}")
+        seeds = parse_seeds(args.seeds if args.seeds else " ".join(map(str, PLAN_SEEDS[args.plan])))
+        models = parse_models(args.models, args.plan)
         if not args.name or "/" in args.name or args.name.startswith("."):
             raise CompareError(f"NAME={args.name!r}: expected a plain folder name")
         if args.steps is not None and args.steps < 1:
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     config = {
         "name": args.name,
+        "plan": args.plan,
         "models": models,
         "seeds": seeds,
         "steps": args.steps,

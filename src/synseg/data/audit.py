@@ -30,8 +30,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from synseg.data.caption_stream import next_samples
-from synseg.data.records import SkipCounter
+from synseg.data.train.caption_stream import next_samples
+from synseg.data.train.records import SkipCounter
 from synseg.errors import UserError, one_line
 
 CONFIG_DIR = os.environ.get("SYNSEG_CONFIG_DIR", str(Path(__file__).resolve().parents[3] / "configs"))

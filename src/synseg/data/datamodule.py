@@ -16,17 +16,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from synseg.clip_configs import STANDIN_CLIP, preprocess_cfg
 from synseg.data.benchmarks import EvalDataset
-from synseg.data.caption_stream import CaptionStream, PromptTokenizer
-from synseg.data.dense_toy import DenseToyStream
-from synseg.data.eval_sets import eval_loader, load_eval_sets
-from synseg.data.records import DecodeOptions
-from synseg.data.sources import SOURCES, ShardSource, ToySource
-from synseg.data.stream_state import StreamPositions
-from synseg.data.tagging import CategoryTagger
+from synseg.data.benchmarks.eval_sets import eval_loader, load_eval_sets
+from synseg.data.train.caption_stream import CaptionStream, CaptionTokenizer
+from synseg.data.train.dense_stream import DenseToyStream
+from synseg.data.train.records import DecodeOptions
+from synseg.data.train.sources import SOURCES, ShardSource, ToySource
+from synseg.data.train.stream_state import StreamPositions
+from synseg.data.train.tagging import CategoryTagger
 from synseg.data.transforms import normalize_for
 from synseg.errors import ConfigError
-from synseg.models.clip_configs import STANDIN_CLIP, preprocess_cfg
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ class CaptionDataModule(L.LightningDataModule):
         backbone: str = STANDIN_CLIP,
         pretrained: str | None = None,
         image_size: int | None = None,
-        prompt_template: str = "a photo of a {}.",
         toy: dict | None = None,
         shards: dict | None = None,
         hf: dict | None = None,
@@ -106,7 +105,7 @@ class CaptionDataModule(L.LightningDataModule):
             return ToySource(seed=hp.seed, split="train", image_size=self.toy_cfg["image_size"])
         if hp.source == "shards":
             return ShardSource.from_config(dict(hp.shards or {}), seed=hp.seed)
-        from synseg.data.hf_source import HFSource
+        from synseg.data.train.hf_source import HFSource
 
         return HFSource.from_config(dict(hp.hf or {}), seed=hp.seed)
 
@@ -167,7 +166,7 @@ class CaptionDataModule(L.LightningDataModule):
             hp.batch_size,
             remaining,
             self.tagger,
-            PromptTokenizer(hp.backbone, hp.prompt_template),
+            CaptionTokenizer(hp.backbone),
             self.transform,
             self.tagger_cfg["max_categories"],
             self.rank,

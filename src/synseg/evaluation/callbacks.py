@@ -69,9 +69,10 @@ def wandb_logger(trainer: L.Trainer) -> WandbLogger | None:
 # ---- the callback ---------------------------------------------------------------------------------------
 class SegmentationEvalCallback(L.Callback):
     """Evaluates a LightningModule's `segmenter` (synseg.models.Segmenter: `set_classes(names, templates)`,
-    `class_scores(images) -> (B, C_fg, h, w)`) on every val / test set of the datamodule (`datamodule.eval_sets(split)`: the toy
-    folders or real benchmarks, one dataloader each), under the evaluation `protocol` (configs/protocol: the
-    same resize, sliding window and templates as `make eval`), and logs
+    `class_scores(images) -> (B, C_fg, h, w)`) on every val / test set of the datamodule
+    (`datamodule.eval_sets(split)`: the toy folders or real benchmarks, one dataloader each), under the
+    evaluation `protocol` (configs/protocol: the same resize, sliding window and templates as `make eval`),
+    and logs
     `val/<dataset>/{mIoU, fg_pixel_acc, image_top1, act_in, act_bg, act_absent, threshold}` (`test/...`).
 
     Background threshold: a with-background set whose protocol gives no threshold (toy, folder) is validated

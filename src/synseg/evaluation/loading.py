@@ -61,7 +61,8 @@ def load_model(
 
 
 def clip_config(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """configs/clip/<name>.yaml as a plain dict, `${paths.data_dir}` resolved (default: the project's data/)."""
+    """configs/clip/<name>.yaml as a plain dict, `${paths.data_dir}` resolved (default: the project's
+    data/)."""
     from omegaconf import OmegaConf
 
     path = CONFIG_DIR / "clip" / f"{name}.yaml"

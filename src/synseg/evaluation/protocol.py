@@ -1,4 +1,4 @@
-"""The zero-shot evaluation protocol as data (docs: README "Evaluation"): resolution, sliding window, prompt
+"""The zero-shot evaluation protocol as data (docs/eval-protocol.md): resolution, sliding window, prompt
 templates, background thresholds and PAMR, resolved per dataset and rendered next to every number.
 
 Defaults follow GroupViT / TCL: short side 448, window 448, stride 224, "a photo of a {}.", thresholds

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from synseg.data.records import CONVERSIONS, SKIP_REASONS
+from synseg.data.train.records import CONVERSIONS, SKIP_REASONS
 
 KEYS = (
     *(f"data/skipped/{r}" for r in SKIP_REASONS),

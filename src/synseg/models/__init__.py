@@ -1,4 +1,5 @@
-"""Models: the frozen CLIP, the heads, and `Segmenter`, the inference model every consumer loads (no Lightning,
+"""Models: the frozen CLIP, the heads, and `Segmenter`, the inference model every consumer loads
+(no Lightning,
 no Hydra)."""
 
 from synseg.models.segmenter import Segmenter, SegmenterLoadError

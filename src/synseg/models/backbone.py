@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synseg.models.clip_configs import STANDIN_CLIP
+from synseg.clip_configs import STANDIN_CLIP
 from synseg.models.toyclip import build_open_clip
 
 

@@ -97,7 +97,7 @@ class Segmenter(nn.Module):
 
     @staticmethod
     def _preprocess_cfg(backbone: dict[str, Any]) -> dict[str, Any]:
-        from synseg.models.clip_configs import preprocess_cfg
+        from synseg.clip_configs import preprocess_cfg
 
         return preprocess_cfg(backbone["model_name"], backbone.get("pretrained"))
 
@@ -206,7 +206,8 @@ class Segmenter(nn.Module):
     @torch.no_grad()
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1] (B, 3, H, W), any size -> (B, C, H, W) per-class scores in [0, 1]. A size
-        that is not a multiple of the patch is padded (bottom / right, with the mean colour) and cropped back."""
+        that is not a multiple of the patch is padded (bottom / right, with the mean colour) and cropped
+        back."""
         h, w = images.shape[-2:]
         p = self.backbone.patch_size
         x = F.pad(self.normalize(images), (0, (-w) % p, 0, (-h) % p))  # 0 after normalising: the mean colour
@@ -353,6 +354,7 @@ def resolve_paths(config: dict[str, Any], source: Path) -> dict[str, Any]:
                 break
         else:
             raise SegmenterLoadError(
-                f"{source}: backbone weights {pretrained} not found (build the stand-in CLIP with `make toyclip`)"
+                f"{source}: backbone weights {pretrained} not found "
+                "(build the stand-in CLIP with `make toyclip`)"
             )
     return {**config, "backbone": backbone}

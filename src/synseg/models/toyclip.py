@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from synseg.models.clip_configs import CONV_STEMS, STANDIN_CLIP, register_clip_configs
+from synseg.clip_configs import CONV_STEMS, STANDIN_CLIP, register_clip_configs
 from synseg.models.conv_stem import ConvStem
 from synseg.models.registry import register_model
 

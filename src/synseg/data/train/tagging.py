@@ -11,7 +11,7 @@ Two spaCy pipelines give the same kind of output:
   used as a colour ("orange disc", "light blue box").
 
 Both drop direction, position, unit and generic words (``DEFAULT_STOP_WORDS``, extended by ``stop_words``),
-deduplicate in caption order and keep the first K. Results are cached (:mod:`synseg.data.tag_cache`).
+deduplicate in caption order and keep the first K. Results are cached (:mod:`synseg.data.train.tag_cache`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 import spacy
 from spacy.matcher import PhraseMatcher
 
-from synseg.data.tag_cache import TagCache
+from synseg.data.train.tag_cache import TagCache
 
-log = logging.getLogger("synseg.data.tagging")
+log = logging.getLogger("synseg.data.train.tagging")
 
 TAGGER_VERSION = 1  # bump when the code changes the output: it is part of config_key
-DEFAULT_VOCAB_PATH = Path(__file__).parent / "resources" / "category_vocab.txt"
+DEFAULT_VOCAB_PATH = Path(__file__).resolve().parents[1] / "resources" / "category_vocab.txt"
 OFFLINE_PIPELINE = "offline:blank-en+lookup-lemmatizer+phrase-matcher"
 
 DEFAULT_STOP_WORDS = frozenset(

@@ -21,28 +21,28 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from synseg.data.records import DecodeOptions, SkipCounter, decode_record
+from synseg.data.train.records import DecodeOptions, SkipCounter, decode_record
 from synseg.data.transforms import ImageTransform
 from synseg.errors import DataStreamError
 
 
-class PromptTokenizer:
-    """open_clip tokenizer of a backbone plus a cache of category prompt tokens (made lazily per worker)."""
+class CaptionTokenizer:
+    """The open_clip tokenizer of a backbone, made lazily in each worker. Captions only: category prompts are
+    embedded by the model (its text tower's own tokenizer and prompt cache), so they are tokenised once."""
 
-    def __init__(self, backbone: str, template: str = "a photo of a {}.") -> None:
-        self.backbone, self.template = backbone, template
+    def __init__(self, backbone: str) -> None:
+        self.backbone = backbone
         self._tok = None
-        self._prompt_cache: dict[str, torch.Tensor] = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_tok": None, "_prompt_cache": {}}
+        return {**self.__dict__, "_tok": None}
 
     @property
     def tokenizer(self):
         if self._tok is None:
             import open_clip
 
-            from synseg.models.clip_configs import register_clip_configs
+            from synseg.clip_configs import register_clip_configs
 
             register_clip_configs()
             self._tok = open_clip.get_tokenizer(self.backbone)
@@ -50,19 +50,6 @@ class PromptTokenizer:
 
     def captions(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)  # (B, L)
-
-    def prompts(self, categories: list[list[str]], k: int) -> torch.Tensor:
-        """(B, K, L) tokens of "a photo of a {category}."; padding slots are zeros."""
-        new = sorted({c for cats in categories for c in cats if c not in self._prompt_cache})
-        if new:
-            for c, t in zip(new, self.tokenizer([self.template.format(c) for c in new]), strict=True):
-                self._prompt_cache[c] = t
-        length = self.tokenizer.context_length
-        out = torch.zeros(len(categories), k, length, dtype=torch.long)
-        for b, cats in enumerate(categories):
-            for j, c in enumerate(cats[:k]):
-                out[b, j] = self._prompt_cache[c]
-        return out
 
 
 def next_samples(
@@ -91,7 +78,7 @@ class CaptionStream(IterableDataset):
         batch_size: int,
         num_batches: int,
         tagger: Any,
-        tokenizer: PromptTokenizer,
+        tokenizer: CaptionTokenizer,
         transform: ImageTransform,
         max_categories: int = 4,
         rank: int = 0,
@@ -165,7 +152,6 @@ class CaptionStream(IterableDataset):
             "caption_tokens": self.tokenizer.captions(captions),  # (B, L)
             "captions": captions,
             "categories": [cats + [""] * (self.k - len(cats)) for cats in categories],
-            "category_tokens": self.tokenizer.prompts(categories, self.k),  # (B, K, L)
             "category_valid": valid,  # (B, K)
             "keys": [s["key"] for s in samples],
             "skipped": {reason: int(n) for reason, n in skipped.items()},

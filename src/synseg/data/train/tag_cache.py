@@ -1,4 +1,4 @@
-"""Caption -> categories cache of :class:`synseg.data.tagging.CategoryTagger`.
+"""Caption -> categories cache of :class:`synseg.data.train.tagging.CategoryTagger`.
 
 An in-memory dict in front of an optional sqlite file ``cache_dir/tags-{config_key}.sqlite``. The file is
 opened in WAL mode with a busy timeout, so several DataLoader worker processes can read and write it at the
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from multiprocessing import util as mp_util
 from pathlib import Path
 
-log = logging.getLogger("synseg.data.tagging")
+log = logging.getLogger("synseg.data.train.tagging")
 
 _SEP = "\x1f"  # unit separator: never inside a category phrase
 _SQL_CHUNK = 500  # captions per SELECT ... IN (...)

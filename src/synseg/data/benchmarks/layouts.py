@@ -9,7 +9,7 @@ from functools import cache
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from synseg.data.segfolder import IMAGE_SUFFIXES, read_classes
+from synseg.data.benchmarks.segfolder import IMAGE_SUFFIXES, read_classes
 from synseg.errors import DataFileError
 
 _SPLIT_NOTE = "one <id> per line"

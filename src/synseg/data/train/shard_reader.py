@@ -22,7 +22,7 @@ from typing import Any
 from webdataset.gopen import gopen
 from webdataset.tariterators import base_plus_ext
 
-from synseg.data.records import SkipCounter
+from synseg.data.train.records import SkipCounter
 
 log = logging.getLogger(__name__)
 _META = re.compile(r"(^|/)__[^/]*__($|/)")  # webdataset's metadata members (__key__, __url__ ...)

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from synseg.data.convert_coco import CROWD_MODES, MASK_SUFFIX, convert_coco_object
-from synseg.data.convert_context import MASK_DIR, SPLIT_DIR, convert_context
-from synseg.data.convert_io import ConversionError
+from synseg.data.convert.coco import CROWD_MODES, MASK_SUFFIX, convert_coco_object
+from synseg.data.convert.context import MASK_DIR, SPLIT_DIR, convert_context
+from synseg.data.convert.io import ConversionError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +101,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = written[0].parent if written else args.out
     print(f"{args.name}: wrote {len(written)} mask(s) to {where}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

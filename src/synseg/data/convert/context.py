@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synseg.data.benchmark_layouts import benchmark_classes
-from synseg.data.convert_io import ConversionError, check_free, partial_note, progress, write_lines, write_png
+from synseg.data.benchmarks.layouts import benchmark_classes
+from synseg.data.convert.io import ConversionError, check_free, partial_note, progress, write_lines, write_png
 
 # The 459-class ids of the 59 classes (mmseg's `_mapping` without 0, sorted): label k + 1 is CONTEXT59_IDS[k].
 CONTEXT59_IDS = (

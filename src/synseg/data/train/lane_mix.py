@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from synseg.data.seeding import stable_uniform
+from synseg.data.train.seeding import stable_uniform
 
 
 class Lane(Protocol):

@@ -1,9 +1,9 @@
 """Command line for the toy world: write splits to disk, draw a sample sheet, print the reference levels.
 
-python -m synseg.data.toyworld write --split test --n 200 --seed 0 --out data/toy/test
-python -m synseg.data.toyworld write --split train --n 20000 --out data/toy/shards   # tar shards
-python -m synseg.data.toyworld sheet --out reports/toy_samples.png
-python -m synseg.data.toyworld stats --split val --n 300
+python -m synseg.data.toy write --split test --n 200 --seed 0 --out data/toy/test
+python -m synseg.data.toy write --split train --n 20000 --out data/toy/shards   # tar shards
+python -m synseg.data.toy sheet --out reports/toy_samples.png
+python -m synseg.data.toy stats --split val --n 300
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ image_size_int = _int_at_least(16, "an image size >= 16")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of `python -m synseg.data.toyworld`."""
+    """The argparse parser of `python -m synseg.data.toy`."""
     parser = argparse.ArgumentParser(
-        prog="python -m synseg.data.toyworld",
+        prog="python -m synseg.data.toy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -127,7 +127,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"all-background mIoU:       {all_background_miou(masks):.3f}")
         print(f"patch-grid ceiling mIoU:   {patch_grid_ceiling(masks, patch=args.patch):.3f}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from synseg.data.records import DecodeOptions, SkipCounter
+from synseg.data.train.records import DecodeOptions, SkipCounter
 
 _EXIF_ORIENTATION = 0x0112
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
-from synseg.data.records import SkipCounter
-from synseg.data.seeding import stable_rng
+from synseg.data.train.records import SkipCounter
+from synseg.data.train.seeding import stable_rng
 from synseg.errors import DataStreamError
 
 # open_pass(pass_idx, position or None, skips) -> iterator of (record, source position after that record)

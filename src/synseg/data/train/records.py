@@ -136,7 +136,7 @@ def decode_record(
     record: dict[str, Any], skips: SkipCounter, options: DecodeOptions | None = None
 ) -> tuple[np.ndarray, str] | None:
     """(RGB uint8 image (H, W, 3), caption) of a raw record, or None after counting why it was skipped."""
-    from synseg.data.image_decode import decode_image
+    from synseg.data.train.image_decode import decode_image
 
     options = options or DecodeOptions()
     key = str(record.get("__key__", record.get("key", "?")))

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parent / "resources" / "open_clip"  # the stand-in CLIP's open_clip json
 STANDIN_CLIP = "toyclip-vit-p8c"
 # Models whose patch embedding is a `conv_stem.ConvStem` with these hidden channel counts (open_clip's json
 # schema has no field for it, so it is declared here, by model name).

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from synseg.data.benchmark_layouts import benchmark_classes
-from synseg.data.convert_io import ConversionError, check_free, partial_note, progress, write_png
+from synseg.data.benchmarks.layouts import benchmark_classes
+from synseg.data.convert.io import ConversionError, check_free, partial_note, progress, write_png
 
 # COCO's 80 thing category ids; label k + 1 is COCO_THING_IDS[k].
 COCO_THING_IDS = tuple(i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83})

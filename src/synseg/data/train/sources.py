@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from synseg.data.block_shuffle import BlockShuffledLane
-from synseg.data.lane_mix import MixedLane
-from synseg.data.records import SkipCounter
-from synseg.data.seeding import stable_rng, stable_uniform
-from synseg.data.shard_reader import iter_shard
+from synseg.data.train.block_shuffle import BlockShuffledLane
+from synseg.data.train.lane_mix import MixedLane
+from synseg.data.train.records import SkipCounter
+from synseg.data.train.seeding import stable_rng, stable_uniform
+from synseg.data.train.shard_reader import iter_shard
 from synseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class ShardSource:
 
     def inventory(self, skips: SkipCounter) -> Iterator[tuple[str, str]]:
         """(url, key) of every complete record in every shard (no member data is read)."""
-        from synseg.data.shard_reader import shard_keys
+        from synseg.data.train.shard_reader import shard_keys
 
         for s in self.sets:
             for url in dict.fromkeys(s.urls):

@@ -1,6 +1,6 @@
 """Zero-shot segmentation benchmarks as datasets of full-resolution (image, mask) pairs.
 
-`build_eval_dataset(name, DATA_ROOT)` finds a benchmark in its usual mmseg layout (see `benchmark_layouts`),
+`build_eval_dataset(name, DATA_ROOT)` finds a benchmark in its usual mmseg layout (see `layouts`),
 remaps its mask values for the variant (with or without background) and checks every mask against its image,
 so the evaluation runner only resizes, predicts and counts. Label 255 is "ignore" everywhere."""
 
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from synseg.data.benchmark_layouts import (
+from synseg.data.benchmarks.layouts import (
     BENCHMARKS,
     BenchmarkSpec,
     Sample,

@@ -20,11 +20,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from synseg.data.block_shuffle import BlockShuffledLane
-from synseg.data.lane_mix import MixedLane
-from synseg.data.records import SkipCounter
-from synseg.data.seeding import stable_seed
-from synseg.data.sources import check_urls, expand_urls
+from synseg.data.train.block_shuffle import BlockShuffledLane
+from synseg.data.train.lane_mix import MixedLane
+from synseg.data.train.records import SkipCounter
+from synseg.data.train.seeding import stable_seed
+from synseg.data.train.sources import check_urls, expand_urls
 from synseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
