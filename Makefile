@@ -53,7 +53,7 @@ train: venv ## Train: make train MODEL=synseg DATA=toy SEED=0 RUN=name [RESUME=1
 	@if [ "$(DATA)" = toy ] && [ "$(MODEL)" != toyclip ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(NOGLOB) $(PY) -m synseg.train model=$(MODEL) data=$(DATA) seed=$(SEED) run_name=$(RUN) $(TRAIN_FLAGS) $(ARGS)
 
-compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2" [DATA=cc12m DATASETS="voc20" DATA_ROOT=...]
+compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip naclip dense_init synseg synseg_weak mixreorg" SEEDS="0 1 2" [DATA=cc12m DATASETS="voc20" DATA_ROOT=...]
 	@$(NOGLOB) $(PY) -m synseg.compare --name "$(NAME)" $(COMPARE_FLAGS) --check-only
 	@if [ "$(DATA)" = toy ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(NOGLOB) $(PY) -m synseg.compare --name "$(NAME)" $(COMPARE_FLAGS)
@@ -86,8 +86,8 @@ DATA_ROOT ?=
 SAVE_PRED ?=
 EVAL_MODEL = $(if $(filter command line environment,$(origin MODEL)),$(MODEL))
 EVAL_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN))
-eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.ckpt | MODEL=maskclip [DATASETS="toy voc21" DATA_ROOT= RUN= SAVE_PRED=dir]
-	@if [ -z "$(CKPT)" ] && [ -z "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=logs/train/<run>/checkpoints/last.ckpt (a trained run) or MODEL=maskclip (training-free)" >&2; exit 2; fi
+eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.ckpt | MODEL=maskclip|naclip [DATASETS="toy voc21" DATA_ROOT= RUN= SAVE_PRED=dir]
+	@if [ -z "$(CKPT)" ] && [ -z "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=logs/train/<run>/checkpoints/last.ckpt (a trained run) or MODEL=maskclip|naclip (training-free)" >&2; exit 2; fi
 	@if [ -n "$(CKPT)" ] && [ -n "$(EVAL_MODEL)" ]; then echo "make eval: give CKPT=… or MODEL=…, not both" >&2; exit 2; fi
 	@if [ -n "$(EVAL_MODEL)" ] && [ ! -f configs/model/$(EVAL_MODEL).yaml ]; then echo "MODEL=$(EVAL_MODEL): unknown model; registered: $$(ls configs/model | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; fi
 	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi

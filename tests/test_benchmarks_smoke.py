@@ -2,8 +2,8 @@
 
 They check that the scripts run and print their parseable lines with finite positive numbers; no timing
 threshold (this machine is noisy): performance claims live in the scripts' output and docs/scaling.md. The
-DDP run starts in the background when the module starts and overlaps the gpu_check run (most of both is
-interpreter start-up), which keeps the module near 30 s on 2 cores."""
+DDP run starts in the background when the module starts (and overlaps the gpu_check run under
+`make test-slow`, where that one runs)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def ddp_run() -> Iterator[subprocess.Popen]:
         proc.communicate()
 
 
+@pytest.mark.slow  # 30 s of the fast suite's 10-minute budget; `make test-slow` runs it
 def test_gpu_check_cpu_smoke() -> None:
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--cpu-smoke"],

@@ -123,10 +123,17 @@ def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "reports" / "tiny"
-    assert {p.name for p in out.iterdir()} == {"report.md", "results.json", "compare.png", "gallery.png"}
+    files = {"report.md", "results.json", "compare.png", "curves.png", "gallery.png"}
+    assert {p.name for p in out.iterdir()} == files
     res = json.loads((out / "results.json").read_text())
     compare = [m.name for m in PLANS["compare"]]
     assert list(res["methods"]) == compare
+    curves = res["curves"]["methods"]  # val mIoU every 2 of 4 steps; training-free: one point at step 0
+    assert res["curves"]["dataset"] == "toy" and set(curves) == set(compare)
+    assert [p[0] for p in curves["synseg"]["0"]] == [2, 4] and [p[0] for p in curves["naclip"]["0"]] == [0]
+    assert "## Learning curves" in (out / "report.md").read_text()
+    trained = json.loads((tmp_path / "logs" / "compare" / "tiny" / "synseg-s0" / "metrics.json").read_text())
+    assert trained["test/checkpoint"] == "last" and trained["best/step"] in (2, 4)  # best recorded anyway
     for name, m in res["methods"].items():
         assert m["supervision"] == METHODS[name].supervision and len(m["mIoU_per_seed"]) == 1
         assert 0.0 <= m["mIoU_mean"] <= 1.0 and m["seconds"] > 0 and m["per_class"]
@@ -144,7 +151,7 @@ def test_tiny_compare_of_every_method_writes_every_file(tmp_path: Path) -> None:
     logged = run_summary(report_run)
     assert logged["job_type"] == "compare" and logged["group"] == "compare-tiny"
     assert {"compare/summary", "compare/paired_deltas"} <= set(logged["tables"])
-    assert {"compare/compare", "compare/gallery"} <= set(logged["images"])
+    assert {"compare/compare", "compare/curves", "compare/gallery"} <= set(logged["images"])
     assert "synseg_weak" in done.stdout and "report:" in done.stdout
 
 
@@ -208,3 +215,19 @@ def test_ablation_plans_compose_and_compare_against_their_first_row(plan: str) -
         ["model=synseg", *next(m for m in PLANS["loss"] if m.name == "synseg_wo_sep").overrides]
     )
     assert dict(weights.model.loss.weights) == {"align": 1.0, "cont": 1.0, "back": 1.0, "sep": 0.0}
+
+
+def test_learning_curve_reads_each_validation_once(tmp_path: Path) -> None:
+    from synseg.compare.curves import curves_markdown, learning_curves
+
+    (tmp_path / "r" / "csv").mkdir(parents=True)
+    (tmp_path / "r" / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/toy/mIoU,test/toy/mIoU\n"
+        "0,0,0.9,,\n0,1,,0.1,\n0,1,0.8,,\n0,3,,0.3,\n0,3,,,0.25\n"  # val after 2 and 4 steps
+    )
+    (tmp_path / "r" / "metrics.json").write_text('{"global_step": 4}')
+    rows = [{"method": "synseg", "seed": 0, "status": "ok", "run_dir": str(tmp_path / "r")},
+            {"method": "synseg", "seed": 1, "status": "failed (exit 1)"}]  # fmt: skip
+    curves = learning_curves(rows)
+    assert curves == {"dataset": "toy", "methods": {"synseg": {"0": [[2, 0.1], [4, 0.3]]}}}
+    assert "| synseg | 0.100 | 0.300 |" in curves_markdown(curves)

@@ -402,13 +402,13 @@ SWITCH_KEY = re.compile(r"`(model\.(?!synseg`)[\w.]+)`")  # model.synseg: the ex
 
 
 def test_every_switch_key_the_docs_name_exists(tmp_path: Path) -> None:
-    """The `model.*` keys of the README and docs/methods.md are keys of synseg, synseg_weak or mixreorg."""
+    """The `model.*` keys of the README and docs/methods.md are keys of a model config (synseg ... naclip)."""
     keys = {
         k for doc in ("README.md", "docs/methods.md") for k in SWITCH_KEY.findall((ROOT / doc).read_text())
     }
     assert {"model.loss.weights.sep", "model.segmenter.head.prior", "model.fss_source"} <= keys
     models = []
-    for name in ("synseg", "synseg_weak", "mixreorg", "maskclip"):
+    for name in ("synseg", "synseg_weak", "mixreorg", "maskclip", "naclip"):
         with hydra_app("train", [f"model={name}"], tmp_path) as cfg:
             models.append(cfg)
     missing = [

@@ -1,5 +1,5 @@
 """Free-text segmentation of one image: `python -m synseg.segment --ckpt last.ckpt --image cat.jpg
---classes "cat, dog, sofa" --out overlay.png` (or an exported model file, or `--model maskclip`).
+--classes "cat, dog, sofa" --out overlay.png` (or an exported model file, or `--model maskclip|naclip`).
 
 The image goes through the evaluation protocol's dense inference (short side, sliding window) at the model's
 training resolution unless given. Pixels whose best score is not above the background threshold are
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--ckpt", help="a run's checkpoint (logs/train/<run>/checkpoints/last.ckpt) or model.synseg"
     )
-    src.add_argument("--model", help="a training-free model instead (maskclip), on the stand-in CLIP")
+    src.add_argument("--model", help="a training-free model instead (maskclip, naclip), on the stand-in CLIP")
     p.add_argument("--image", required=True, help="any RGB image (PNG, JPEG, ...), any size")
     p.add_argument("--classes", required=True, help='comma-separated free text: "cat, dog, red sofa"')
     p.add_argument("--out", required=True, help="where to write the overlay PNG")

@@ -170,12 +170,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         trainer.validate(model, datamodule=datamodule)  # training-free: val still selects the threshold
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test", True):
-        best = best_checkpoint(trainer) if cfg.get("test_ckpt", "best") == "best" else None
+        best = best_checkpoint(trainer)  # recorded either way; tested on when test_ckpt=best
         if best is not None:
             metrics.update(best)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best["best/path"] if best else None)
+        on_best = best if cfg.get("test_ckpt", "best") == "best" else None
+        trainer.test(model, datamodule=datamodule, ckpt_path=on_best["best/path"] if on_best else None)
         metrics.update({k: to_float(v) for k, v in trainer.callback_metrics.items()})
-        metrics["test/checkpoint"] = "best" if best else "last"
+        metrics["test/checkpoint"] = "best" if on_best else "last"
         for split, by_set in getattr(model, "eval_results", {}).items():
             for dataset, results in by_set.items():
                 for name, iou in results.get("per_class_iou", {}).items():

@@ -29,8 +29,8 @@ def _init(folder: Path, job_type: str, name: str, group: str | None, tags: list[
 
 
 def log_compare(folder: Path, results: dict[str, Any], report_dir: Path, name: str) -> None:
-    """One `compare` run in group compare-<name>: the summary table (a row per method), compare.png and
-    gallery.png, and the paired deltas."""
+    """One `compare` run in group compare-<name>: the summary table (a row per method), compare.png,
+    curves.png and gallery.png, and the paired deltas."""
     import wandb
 
     run = _init(folder, "compare", f"compare-{name}", f"compare-{name}", ["compare", results["dataset"]],
@@ -43,7 +43,7 @@ def log_compare(folder: Path, results: dict[str, Any], report_dir: Path, name: s
     payload["compare/paired_deltas"] = wandb.Table(
         columns=["comparison", "seeds", "mean", "low", "high"], data=deltas
     )
-    for figure in ("compare.png", "gallery.png"):
+    for figure in ("compare.png", "curves.png", "gallery.png"):
         if (report_dir / figure).is_file():
             payload[f"compare/{figure[:-4]}"] = wandb.Image(str(report_dir / figure))
     run.log(payload)

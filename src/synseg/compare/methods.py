@@ -25,6 +25,7 @@ class Method:
 LITERAL = ("model.decoder_init=random", "model.decoder_ckpt=null", "model.segmenter.text_condition=unit")
 COMPARE = (
     Method("maskclip", "maskclip", "none", False, "training-free dense CLIP (MaskCLIP value path)"),
+    Method("naclip", "naclip", "none", False, "training-free dense CLIP (NACLIP neighbour-aware last block)"),
     Method("dense_init", "synseg", "dense-pretrained", False,
            "the stand-in dense-pretrained (CLIPSeg) decoder alone, no MCCL", ("train=false",)),
     Method(
@@ -43,9 +44,7 @@ def _without(term: str) -> tuple[str, ...]:
 PLANS: dict[str, tuple[Method, ...]] = {
     "compare": COMPARE,
     "seeds": (
-        COMPARE[0],
-        COMPARE[2],
-        COMPARE[3],
+        *(m for m in COMPARE if m.name in ("maskclip", "synseg", "synseg_weak")),
         Method(
             "synseg_weak_extras",
             "synseg_weak_extras",
@@ -108,7 +107,10 @@ PLANS: dict[str, tuple[Method, ...]] = {
     ),  # fmt: skip
 }
 PLAN_SEEDS = {"compare": (0, 1, 2), "seeds": (0, 1, 2), "literal": (0, 1, 2), "switches": (0,), "loss": (0,)}
-METHODS: dict[str, Method] = {m.name: m for plan in PLANS.values() for m in plan}
+METHODS: dict[str, Method] = {}  # a name in several plans (synseg in compare and loss) keeps its first row
+for _plan in PLANS.values():
+    for _m in _plan:
+        METHODS.setdefault(_m.name, _m)
 DEFAULT_METHODS = tuple(m.name for m in COMPARE)
 
 
@@ -117,6 +119,7 @@ def paired_comparisons(plan: str, names: list[str]) -> list[tuple[str, str]]:
     maskclip and the SynSeg recipes against mixreorg; an ablation plan's rows against its first row."""
     if plan == "compare":
         pairs = [(n, "maskclip") for n in names if n != "maskclip"]
+        pairs += [(n, "naclip") for n in names if n not in ("maskclip", "naclip")]
         pairs += [("synseg", "mixreorg"), ("synseg_weak", "mixreorg")]
     else:
         pairs = [(n, names[0]) for n in names[1:]]

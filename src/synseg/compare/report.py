@@ -1,5 +1,5 @@
 """A compare report from its runs: `results.json`, `report.md` (also returned as the printed table),
-`compare.png` and `gallery.png`."""
+`compare.png`, `curves.png` (val mIoU against step) and `gallery.png`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from synseg.compare.curves import curves_markdown, learning_curves, plot_curves
 from synseg.compare.methods import METHODS, paired_comparisons
 from synseg.compare.stats import mean_std, paired_delta
 
@@ -128,6 +129,7 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
         dg = m["diagnostics"]
         inv = "n/a" if math.isnan(dg["act_in"]) else ("YES" if dg["act_in"] <= dg["act_bg"] else "no")
         lines.append(f"| {name} | " + " | ".join(_f(dg[d]) for d in DIAGNOSTICS) + f" | {inv} |")
+    lines += curves_markdown(results.get("curves", {"methods": {}}))
     lines += ["", "## Reference levels (test mIoU)", ""]
     lines += [f"- {k}: {_f(v)}" for k, v in results["references"].items()]
     lines += ["", "Methods: " + "; ".join(f"`{n}`: {m['note']}" for n, m in methods.items()) + "."]
@@ -135,12 +137,13 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], config: dict[str, Any], gallery: bool = True) -> str:
-    """Writes results.json, report.md, compare.png and (optionally) gallery.png; returns the markdown."""
+    """Writes results.json, report.md, compare.png, curves.png and (optionally) gallery.png; returns the
+    markdown."""
     from synseg.compare.plots import plot_compare, plot_gallery
 
     sets = test_datasets(rows)
     plan = config.get("plan", "compare")
-    results = {**aggregate(rows, plan=plan), "config": config}
+    results = {**aggregate(rows, plan=plan), "curves": learning_curves(rows), "config": config}
     if len(sets) > 1:  # every other test set gets its own aggregate in results.json
         results["other_datasets"] = {
             name: aggregate(rows, name, plan) for name in sets if name != results["dataset"]
@@ -149,6 +152,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], config: dict[str, Any], 
     text = markdown(results, config)
     (out / "report.md").write_text(text)
     plot_compare(results, out / "compare.png")
+    plot_curves(results["curves"], out / "curves.png")
     if gallery:
         plot_gallery(results, out / "gallery.png")
     return text

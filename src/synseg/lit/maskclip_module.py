@@ -1,8 +1,9 @@
-"""`MaskClipModule`: training-free dense zero-shot segmentation from the frozen CLIP (MaskCLIP-style).
+"""`MaskClipModule`: the training-free models (`maskclip`, `naclip`) as a LightningModule, so that
+`make train MODEL=maskclip|naclip` and `make compare` validate and test them like the trained ones.
 
-The inference is `synseg.models.Segmenter` of kind `maskclip`: per patch, the frozen dense token (MaskCLIP's
-value path) against each class prompt embedding, a softmax over classes at CLIP's logit scale, upsampled
-bilinearly to the image. This module only lets `make train MODEL=maskclip` validate and test it."""
+The inference is `synseg.models.Segmenter` of that kind: per patch, the frozen dense token (MaskCLIP's value
+path, or NACLIP's neighbour-aware last block; synseg.models.dense_attention) against each class prompt
+embedding, a softmax over classes at CLIP's logit scale, upsampled bilinearly to the image."""
 
 from __future__ import annotations
 

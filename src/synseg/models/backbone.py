@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from synseg.clip_configs import STANDIN_CLIP
+from synseg.models.dense_attention import NACLIP_SIGMA, maskclip_dense, naclip_dense
 from synseg.models.toyclip import build_open_clip
+
+DENSE_MODES = ("maskclip", "naclip", "tokens")  # the last block: MaskCLIP value path, NACLIP, or run in full
 
 
 def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -37,13 +40,14 @@ class FrozenCLIP(nn.Module):
         pretrained: str | None = None,
         extract_layers: Sequence[int] = (1, 2, 3),
         dense_mode: str = "maskclip",
+        naclip_sigma: float = NACLIP_SIGMA,
     ) -> None:
         super().__init__()
         import open_clip
 
-        if dense_mode not in ("maskclip", "tokens"):
-            raise ValueError(f"backbone.dense_mode: {dense_mode!r}; expected maskclip or tokens")
-        self.model_name, self.dense_mode = model_name, dense_mode
+        if dense_mode not in DENSE_MODES:
+            raise ValueError(f"backbone.dense_mode: {dense_mode!r}; expected one of {', '.join(DENSE_MODES)}")
+        self.model_name, self.dense_mode, self.naclip_sigma = model_name, dense_mode, float(naclip_sigma)
         self.clip = build_open_clip(model_name, pretrained)
         self.clip.requires_grad_(False)
         self.clip.eval()
@@ -81,8 +85,8 @@ class FrozenCLIP(nn.Module):
         """layers: list of (B, 1 + N, W) tokens after each extract layer; dense: (B, N, D) joint-space tokens
         (not normalised); grid: (h, w); with `pooled=True` also pooled: (B, D), the image embedding.
 
-        Runs only the blocks it needs: in `maskclip` mode the last block contributes its value projection
-        alone, so without `pooled` it is never run in full."""
+        Runs only the blocks it needs: in `maskclip` / `naclip` mode the last block contributes its dense path
+        alone (synseg.models.dense_attention), so without `pooled` it is never run in full."""
         v = self.clip.visual
         b, _, h, w = images.shape
         grid = (h // self.patch_size, w // self.patch_size)
@@ -96,7 +100,9 @@ class FrozenCLIP(nn.Module):
         run_last = pooled or self.dense_mode == "tokens" or last in self.extract_layers
         for i, blk in enumerate(blocks):
             if i == last and self.dense_mode == "maskclip":
-                dense = self._maskclip_dense(blk, x)
+                dense = maskclip_dense(blk, x)
+            elif i == last and self.dense_mode == "naclip":
+                dense = naclip_dense(blk, x, grid, self.naclip_sigma)
             if i == last and not run_last:
                 break
             x = blk(x)
@@ -109,20 +115,10 @@ class FrozenCLIP(nn.Module):
                 out["pooled"] = pool @ v.proj if v.proj is not None else pool
             if self.dense_mode == "tokens":
                 dense = tokens
-        if self.dense_mode == "maskclip":
+        if self.dense_mode in ("maskclip", "naclip"):
             dense = v.ln_post(dense)
         out["dense"] = dense @ v.proj if v.proj is not None else dense
         return out
-
-    @staticmethod
-    def _maskclip_dense(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """MaskCLIP: the last block's value embeddings through the output projection (no q-k attention,
-        no residual, no MLP), which keeps each patch's own semantics. (B, N, W) without the class token."""
-        attn = blk.attn
-        y = blk.ln_1(x)[:, 1:]
-        wv = attn.in_proj_weight[2 * attn.embed_dim :]
-        bv = attn.in_proj_bias[2 * attn.embed_dim :] if attn.in_proj_bias is not None else None
-        return attn.out_proj(F.linear(y, wv, bv))
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

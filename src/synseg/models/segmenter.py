@@ -25,8 +25,8 @@ from synseg.models.backbone import FrozenCLIP
 from synseg.models.registry import create_model
 
 FORMAT = "synseg-segmenter/1"
-KINDS = {"synseg": "synseg_head", "mixreorg": "mixreorg_head", "maskclip": None}  # method -> head arch
-TRAINING_FREE = ("maskclip",)  # kinds that need no training: built from a backbone alone
+KINDS = {"synseg": "synseg_head", "mixreorg": "mixreorg_head", "maskclip": None, "naclip": None}  # -> head
+TRAINING_FREE = ("maskclip", "naclip")  # kinds that need no training: built from a backbone alone
 CKPT_KEY = "segmenter"  # the Segmenter's config inside a training checkpoint
 HEAD_PREFIX = "segmenter.head."  # the head's weights inside a training checkpoint's state_dict
 
@@ -39,8 +39,9 @@ class Segmenter(nn.Module):
     """Frozen CLIP + head + preprocessing + class prompts + background threshold (see the module docstring).
 
     kind: `synseg` (a FiLM-conditioned activation map per class, sigmoid), `mixreorg` (patch embeddings
-    against class prompts, softmax over classes) or `maskclip` (frozen dense tokens against class prompts,
-    softmax; no head). `threshold`: the val-selected background threshold, None when never selected."""
+    against class prompts, softmax over classes), `maskclip` or `naclip` (frozen dense tokens of the
+    backbone's dense_mode against class prompts, softmax; no head). `threshold`: the val-selected
+    background threshold, None when never selected."""
 
     def __init__(
         self,
@@ -59,6 +60,9 @@ class Segmenter(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"segmenter kind: {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind in TRAINING_FREE and backbone.get("dense_mode", "maskclip") != kind:
+            mode = backbone["dense_mode"]
+            raise ValueError(f"segmenter kind {kind} needs backbone.dense_mode={kind}, not {mode}")
         if text_condition not in ("unit", "raw"):
             raise ValueError(f"model.text_condition: {text_condition!r}; expected unit or raw")
         self.kind = kind
@@ -178,7 +182,7 @@ class Segmenter(nn.Module):
         if self.kind == "mixreorg":
             z, scale = self.patch_embeddings(feats, [layer[:, 0] for layer in feats["layers"]])
             logits = scale * F.normalize(z, dim=-1) @ self.class_text.T  # (B, N, C)
-        else:  # maskclip: frozen dense tokens
+        else:  # maskclip / naclip: frozen dense tokens (the backbone's dense_mode)
             scale = self.config["temperature"] or float(self.backbone.clip.logit_scale.exp())
             logits = scale * F.normalize(feats["dense"], dim=-1) @ self.class_text.T  # (B, N, C)
         b, _, c = logits.shape
@@ -272,13 +276,14 @@ class Segmenter(nn.Module):
 
     @classmethod
     def training_free(cls, kind: str, clip: dict[str, Any]) -> Segmenter:
-        """A training-free Segmenter (`maskclip`) on a backbone config (model_name, pretrained, image_size,
-        extract_layers as in configs/clip)."""
+        """A training-free Segmenter (`maskclip`, `naclip`: the backbone's dense mode of that name) on a
+        backbone config (model_name, pretrained, image_size, extract_layers as in configs/clip)."""
         if kind not in TRAINING_FREE:
             raise SegmenterLoadError(
                 f"{kind!r} is not training-free; expected one of {', '.join(TRAINING_FREE)}"
             )
         backbone = {"model_name": clip["model_name"], "pretrained": clip.get("pretrained")}
+        backbone["dense_mode"] = kind
         if clip.get("extract_layers") is not None:
             backbone["extract_layers"] = list(clip["extract_layers"])
         config = {"kind": kind, "backbone": backbone, "image_size": clip.get("image_size")}
