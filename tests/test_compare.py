@@ -225,8 +225,8 @@ def test_learning_curve_reads_each_validation_once(tmp_path: Path) -> None:
         "epoch,step,train/loss,val/toy/mIoU,test/toy/mIoU\n"
         "0,0,0.9,,\n0,1,,0.1,\n0,1,0.8,,\n0,3,,0.3,\n0,3,,,0.25\n"  # val after 2 and 4 steps
     )
-    (tmp_path / "r" / "metrics.json").write_text('{"global_step": 4}')
-    rows = [{"method": "synseg", "seed": 0, "status": "ok", "run_dir": str(tmp_path / "r")},
+    ok = {"status": "ok", "run_dir": str(tmp_path / "r"), "metrics": {"global_step": 4}}
+    rows = [{"method": "synseg", "seed": 0, **ok},
             {"method": "synseg", "seed": 1, "status": "failed (exit 1)"}]  # fmt: skip
     curves = learning_curves(rows)
     assert curves == {"dataset": "toy", "methods": {"synseg": {"0": [[2, 0.1], [4, 0.3]]}}}

@@ -89,6 +89,8 @@ def test_naclip_segmenter_is_training_free_and_checks_its_backbone() -> None:
     torch.testing.assert_close(scores.sum(1), torch.ones(2, 36, 50), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="needs backbone.dense_mode=naclip"):
         Segmenter("naclip", {"model_name": "toyclip-vit-p8c", "pretrained": None, "dense_mode": "maskclip"})
+    with pytest.raises(ValueError, match="needs backbone.dense_mode=naclip, not maskclip"):  # the default
+        Segmenter("naclip", {"model_name": "toyclip-vit-p8c", "pretrained": None})
 
 
 def test_make_eval_model_naclip(tmp_path: Path, toy_test: Path) -> None:  # noqa: F811 - the fixture

@@ -4,19 +4,18 @@ log (`<run>/csv/metrics.csv`), as a results.json entry, a report.md table and `c
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 Curve = list[list[float]]  # [[step, val mIoU], ...] in step order
 
 
-def read_curve(run_dir: Path) -> tuple[str | None, Curve]:
+def read_curve(run_dir: Path, trained: bool) -> tuple[str | None, Curve]:
     """(val set, [[optimiser step, mIoU], ...]) of one run: the first `val/<set>/mIoU` column of its CSV log,
     one point per validation (a resumed run's log holds each step once). (None, []) when the run has no log.
 
     Lightning logs a validation inside training at the index of the batch just done (step 99 after 100
-    optimiser steps), so a trained run's points move one step on; an evaluation-only run's stay at 0."""
+    optimiser steps), so a `trained` run's points move one step on; an evaluation-only run's stay at 0."""
     path = run_dir / "csv" / "metrics.csv"
     if not path.is_file():
         return None, []
@@ -26,9 +25,8 @@ def read_curve(run_dir: Path) -> tuple[str | None, Curve]:
     if not columns:
         return None, []
     column = columns[0]
-    summary = run_dir / "metrics.json"
-    trained = int(summary.is_file() and json.loads(summary.read_text()).get("global_step", 0) > 0)
-    points = {int(r["step"]) + trained: float(r[column]) for r in rows if r.get(column) not in (None, "")}
+    shift = int(trained)
+    points = {int(r["step"]) + shift: float(r[column]) for r in rows if r.get(column) not in (None, "")}
     return column.split("/")[1], [[step, points[step]] for step in sorted(points)]
 
 
@@ -38,7 +36,8 @@ def learning_curves(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         if r.get("status") != "ok":
             continue
-        dataset, curve = read_curve(Path(r["run_dir"]))
+        trained = r["metrics"].get("global_step", 0) > 0  # the run's metrics.json, read by the runner
+        dataset, curve = read_curve(Path(r["run_dir"]), trained)
         if curve:
             out["dataset"] = out["dataset"] or dataset
             out["methods"].setdefault(r["method"], {})[str(r["seed"])] = curve

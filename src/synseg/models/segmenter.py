@@ -60,8 +60,8 @@ class Segmenter(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"segmenter kind: {kind!r}; expected one of {', '.join(KINDS)}")
-        if kind in TRAINING_FREE and backbone.get("dense_mode", "maskclip") != kind:
-            mode = backbone["dense_mode"]
+        mode = backbone.get("dense_mode", "maskclip")  # FrozenCLIP's default
+        if kind in TRAINING_FREE and mode != kind:
             raise ValueError(f"segmenter kind {kind} needs backbone.dense_mode={kind}, not {mode}")
         if text_condition not in ("unit", "raw"):
             raise ValueError(f"model.text_condition: {text_condition!r}; expected unit or raw")
