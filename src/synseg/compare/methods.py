@@ -106,7 +106,33 @@ PLANS: dict[str, tuple[Method, ...]] = {
         for term in (None, *TERMS)
     ),  # fmt: skip
 }
+# Robustness studies of the main finding (docs/results.md): a 10x budget, the paper recipe's learning rate,
+# MixReorg without the source-token injection. Validation every 300 steps on the long runs (10 curve points).
+LONG = ("total_steps=3000", "trainer.val_check_interval=300")
+_BY_NAME = {m.name: m for m in COMPARE}
+PLANS["budget"] = (
+    *(_BY_NAME[n] for n in ("dense_init", "synseg", "synseg_weak", "mixreorg")),
+    *(
+        Method(f"{n}_3000", _BY_NAME[n].model, _BY_NAME[n].supervision, True, f"{n}, 3000 steps", LONG)
+        for n in ("synseg", "synseg_weak", "mixreorg")
+    ),
+)
+PLANS["lr"] = (
+    _BY_NAME["dense_init"],
+    *(
+        Method(f"synseg_lr{lr}", "synseg", "dense-pretrained", True, f"paper recipe, AdamW lr {lr}",
+               (f"model.optimizer.lr={lr}",))
+        for lr in ("1e-3", "1e-4", "1e-5")
+    ),
+)  # fmt: skip
+PLANS["mixing"] = (
+    _BY_NAME["mixreorg"],
+    Method("mixreorg_no_inject", "mixreorg", "captions", True,
+           "mixreorg without the source image's global token (progressive=false)",
+           ("model.segmenter.progressive=false",)),
+)  # fmt: skip
 PLAN_SEEDS = {"compare": (0, 1, 2), "seeds": (0, 1, 2), "literal": (0, 1, 2), "switches": (0,), "loss": (0,)}
+PLAN_SEEDS.update(budget=(0, 1, 2), lr=(0, 1, 2), mixing=(0, 1, 2))
 METHODS: dict[str, Method] = {}  # a name in several plans (synseg in compare and loss) keeps its first row
 for _plan in PLANS.values():
     for _m in _plan:
@@ -121,6 +147,11 @@ def paired_comparisons(plan: str, names: list[str]) -> list[tuple[str, str]]:
         pairs = [(n, "maskclip") for n in names if n != "maskclip"]
         pairs += [(n, "naclip") for n in names if n not in ("maskclip", "naclip")]
         pairs += [("synseg", "mixreorg"), ("synseg_weak", "mixreorg")]
+    elif plan == "budget":  # each long run against its 300-step run and against the dense init
+        pairs = [(f"{n}_3000", n) for n in ("synseg", "synseg_weak", "mixreorg")]
+        pairs += [(n, "dense_init") for n in names if n != "dense_init"]
+    elif plan == "lr":
+        pairs = [(n, "dense_init") for n in names[1:]] + [(n, "synseg_lr1e-3") for n in names[2:]]
     else:
         pairs = [(n, names[0]) for n in names[1:]]
     return [(a, b) for a, b in pairs if a in names and b in names]

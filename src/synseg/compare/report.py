@@ -13,6 +13,8 @@ from synseg.compare.methods import METHODS, paired_comparisons
 from synseg.compare.stats import mean_std, paired_delta
 
 DIAGNOSTICS = ("act_in", "act_bg", "act_absent", "fg_pixel_acc", "image_top1", "threshold")
+# Training-time diagnostics (the last logged value, from metrics.json) reported where a method logs them.
+TRAIN_DIAGNOSTICS = ("train/mix_patch_acc",)
 
 
 def _f(v: float | None, digits: int = 3) -> str:
@@ -59,6 +61,11 @@ def aggregate(
             "diagnostics": {
                 d: mean_std([r["metrics"][f"{prefix}/{d}"] for r in ok if f"{prefix}/{d}" in r["metrics"]])[0]
                 for d in DIAGNOSTICS
+            },
+            "train_diagnostics": {
+                d: mean_std([r["metrics"][d] for r in ok])[0]
+                for d in TRAIN_DIAGNOSTICS
+                if ok and all(d in r["metrics"] for r in ok)
             },
             "seconds": sum(r["seconds"] for r in runs),
             "seconds_per_run": mean_std([r["seconds"] for r in runs])[0],
@@ -129,6 +136,15 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
         dg = m["diagnostics"]
         inv = "n/a" if math.isnan(dg["act_in"]) else ("YES" if dg["act_in"] <= dg["act_bg"] else "no")
         lines.append(f"| {name} | " + " | ".join(_f(dg[d]) for d in DIAGNOSTICS) + f" | {inv} |")
+    trained = {n: m["train_diagnostics"] for n, m in methods.items() if m.get("train_diagnostics")}
+    if trained:
+        lines += ["", "## Training diagnostics (last logged value, mean over seeds)", ""]
+        lines += [
+            "| method | " + " | ".join(TRAIN_DIAGNOSTICS) + " |",
+            "|---" * (len(TRAIN_DIAGNOSTICS) + 1) + "|",
+        ]
+        for name, dg in trained.items():
+            lines.append(f"| {name} | " + " | ".join(_f(dg.get(d)) for d in TRAIN_DIAGNOSTICS) + " |")
     lines += curves_markdown(results.get("curves", {"methods": {}}))
     lines += ["", "## Reference levels (test mIoU)", ""]
     lines += [f"- {k}: {_f(v)}" for k, v in results["references"].items()]
