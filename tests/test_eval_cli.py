@@ -60,6 +60,7 @@ def test_maskclip_end_to_end(tmp_path: Path, toy_test: Path) -> None:
     done = run_cli(
         "method=maskclip",
         RANDOM_BACKBONE,
+        "datasets=toy",  # the default is "toy toy_ood"; data_root points at one toy folder
         f"data_root={toy_test}",
         f"paths.root_dir={tmp_path}",
         f"save_pred={pred}",

@@ -116,7 +116,8 @@ def test_random_grayscale_turns_picked_images_grey_and_stays_normalised(p: float
 
 @pytest.mark.slow
 def test_standin_clip_build_meets_its_targets(tmp_path: Path) -> None:
-    """`experiment=toyclip` end to end: trained in <= 5 min on 2 cores, toy test top-1 >= 0.70."""
+    """`experiment=toyclip` end to end: trained in <= 5 min on 2 cores, top-1 >= 0.70 on the toy_dev tuning
+    split (val/top1; toy test top-1 is reported, never a target)."""
     start = time.time()
     subprocess.run(
         [sys.executable, "-m", "synseg.train", "experiment=toyclip", f"paths.root_dir={tmp_path}"],
@@ -126,5 +127,6 @@ def test_standin_clip_build_meets_its_targets(tmp_path: Path) -> None:
     minutes = (time.time() - start) / 60
     metrics = json.loads((tmp_path / "data" / "toyclip" / "metrics.json").read_text())
     assert (tmp_path / "data" / "toyclip" / "toyclip-vit-p8c.pt").is_file()
-    assert metrics["test/top1"] >= 0.70, metrics
+    assert metrics["val/top1"] >= 0.70, metrics  # read on toy_dev (configs/experiment/toyclip.yaml)
+    assert "test/top1" in metrics
     assert minutes <= 5.0, f"{minutes:.1f} min"

@@ -47,7 +47,7 @@ def words(caption: str) -> list[str]:
 
 def test_public_constants():
     assert len(CATEGORIES) == 10 and CATEGORIES[0] == "circle" and CATEGORIES[-1] == "crescent"
-    assert SPLITS == {"train": 0, "val": 1, "test": 2, "dense": 3}
+    assert SPLITS == {"train": 0, "val": 1, "test": 2, "dense": 3, "dev": 4, "ood": 5}
     assert set(SYNONYMS) == set(CATEGORIES)
     nouns = [n for syn in SYNONYMS.values() for n in syn]
     assert len(nouns) == len(set(nouns)) and not set(nouns) & set(CATEGORIES)

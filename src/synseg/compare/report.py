@@ -21,6 +21,10 @@ def _f(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _mean_std(m: dict[str, Any] | None) -> str:
+    return "n/a" if m is None else f"{_f(m['mIoU_mean'])} ± {_f(m['mIoU_std'])}"
+
+
 def test_datasets(rows: list[dict[str, Any]]) -> list[str]:
     """The test sets the runs report (`test/<set>/mIoU` in their metrics), in name order."""
     names = {
@@ -90,18 +94,22 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
     """report.md: the protocol line, the main table, paired deltas, per-class IoU, diagnostics, references."""
     methods = results["methods"]
     steps = config.get("steps") or "config default (total_steps)"
+    others = results.get("other_datasets", {})  # e.g. toy_ood beside toy: one more column each
+    extra_head = "".join(f" {n} mIoU |" for n in others)
     lines = [
         f"# Compare `{config['name']}`",
         "",
-        f"Dataset `{results['dataset']}` (test split; threshold selected on val). Seeds {config['seeds']}, "
+        f"Dataset `{results['dataset']}` (test split; threshold selected on val)"
+        + (f", also tested on {', '.join(f'`{n}`' for n in others)}" if others else "")
+        + f". Seeds {config['seeds']}, "
         f"steps {steps}, same data, backbone and budget for every method; each run is tested on its final "
         "weights (`test_ckpt=last`: a fixed budget, as the papers report; best.ckpt stays in its folder). "
         "Extra overrides: "
         f"`{' '.join(config.get('args', [])) or 'none'}`. mIoU as fractions.",
         "",
-        f"| method | supervision | {results['dataset']} mIoU (mean ± std) | per seed | wall s, all seeds | "
-        "images/s | status |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | supervision | {results['dataset']} mIoU (mean ± std) | per seed |{extra_head} "
+        "wall s, all seeds | images/s | status |",
+        "|---|---|---|---|" + "---|" * len(others) + "---|---|---|",
     ]
     for name, m in methods.items():
         status = (
@@ -111,7 +119,9 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {m['supervision']} | {_f(m['mIoU_mean'])} ± {_f(m['mIoU_std'])} | "
-            f"{', '.join(_f(v) for v in m['mIoU_per_seed']) or '-'} | {m['seconds']:.0f} | "
+            f"{', '.join(_f(v) for v in m['mIoU_per_seed']) or '-'} |"
+            + "".join(f" {_mean_std(o['methods'].get(name))} |" for o in others.values())
+            + f" {m['seconds']:.0f} | "
             f"{_f(m['images_per_s'], 1)} | {status} |"
         )
     lines += ["", "## Paired per-seed deltas (95% t interval; needs >= 2 seeds)", ""]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from synseg.clip_configs import STANDIN_CLIP, preprocess_cfg
 from synseg.data.benchmarks import EvalDataset
-from synseg.data.benchmarks.eval_sets import eval_loader, load_eval_sets
+from synseg.data.benchmarks.eval_sets import TOY_SPLIT_SETS, eval_loader, load_eval_sets
 from synseg.data.train.caption_stream import CaptionStream, CaptionTokenizer
 from synseg.data.train.dense_stream import DenseToyStream
 from synseg.data.train.records import DecodeOptions
@@ -64,8 +64,10 @@ class CaptionDataModule(L.LightningDataModule):
             "root": "data/toy",
             "n_val": 200,
             "n_test": 500,
+            "n_dev": 500,
             **(toy or {}),
         }
+        self.toy_cfg.setdefault("n_ood", self.toy_cfg["n_test"])  # the shifted test split: as large as test
         self.tagger_cfg = {"max_categories": 4, **(tagger or {})}
         self.max_consecutive_skips = parse_faults(faults)
         self.decode_options = DecodeOptions.from_config(decode)
@@ -84,11 +86,16 @@ class CaptionDataModule(L.LightningDataModule):
 
     # ---- data on disk -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Writes the toy val/test folders a run uses when they are missing (local rank 0, by Lightning)."""
+        """Writes the toy val/test/dev/ood folders a run uses when they are missing (local rank 0, by
+        Lightning)."""
         from synseg.data.toy import write_folder
 
-        for split, root in (("val", self.val_root), ("test", self.test_root)):
-            if "toy" not in self.val_cfg["datasets" if split == "val" else "test_datasets"]:
+        val, test = self.val_cfg["datasets"] or [], self.val_cfg["test_datasets"] or []
+        used = {*val, *test}
+        folders = [("val", self.val_root, "toy" in val), ("test", self.test_root, "toy" in test)]
+        folders += [(s, Path(self.toy_cfg["root"]) / s, n in used) for n, s in TOY_SPLIT_SETS.items()]
+        for split, root, needed in folders:
+            if not needed:
                 continue
             if root.is_dir() and (root / "classes.txt").is_file():
                 continue

@@ -60,10 +60,16 @@ def fixed_subset(dataset: EvalDataset, k: int | None, seed: int = 0) -> EvalData
     )
 
 
+TOY_SPLIT_SETS: dict[str, str] = {"toy_dev": "dev", "toy_ood": "ood"}  # one folder for val and test
+
+
 def eval_set_root(name: str, split: str, data_root: str | None, toy_root: str | Path) -> Path:
-    """Where a set lives: toy -> <toy_root>/<split>; a benchmark -> DATA_ROOT (its own layout below)."""
+    """Where a set lives: toy -> <toy_root>/<split>; toy_dev / toy_ood -> <toy_root>/dev|ood; a benchmark
+    -> DATA_ROOT (its own layout below)."""
     if name == "toy":
         return Path(toy_root) / split
+    if name in TOY_SPLIT_SETS:
+        return Path(toy_root) / TOY_SPLIT_SETS[name]
     if not data_root:
         raise EvalDataError(
             f"val: {name} needs DATA_ROOT (val.data_root) to point at the benchmark tree; "

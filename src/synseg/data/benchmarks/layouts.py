@@ -135,6 +135,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             hint="`make toy-data` writes data/toy/val and data/toy/test",
             **_FOLDER,
         ),
+        BenchmarkSpec(
+            "toy_dev",
+            labels="label = line of classes.txt (0-based), 255 ignore",
+            hint="`make toy-data` writes data/toy/dev (the tuning split: stand-ins and recipes, never test)",
+            **_FOLDER,
+        ),
+        BenchmarkSpec(
+            "toy_ood",
+            labels="label = line of classes.txt (0-based), 255 ignore",
+            hint="`make toy-data` writes data/toy/ood (shifted settings, docs/toyworld.md)",
+            **_FOLDER,
+        ),
     )
 }
 

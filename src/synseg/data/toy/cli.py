@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 
 from synseg.data.toy import (
     SPLITS,
-    ToyWorldConfig,
     generate_sample,
     write_folder,
     write_sample_sheet,
     write_shards,
 )
 from synseg.data.toy.reference import all_background_miou, background_fraction, patch_grid_ceiling
+from synseg.data.toy.scene import split_config
 
 
 def _int_at_least(low: int, what: str) -> Callable[[str], int]:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "write":
-        config = ToyWorldConfig(image_size=args.image_size)
+        config = split_config(args.split, args.image_size)
         fmt = args.format or ("shards" if args.split == "train" else "folder")
         if fmt == "folder":
             try:
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "sheet":
         print(f"wrote {write_sample_sheet(args.out, seed=args.seed, n=args.n, split=args.split)}")
     elif args.command == "stats":
-        config = ToyWorldConfig(image_size=args.image_size)
+        config = split_config(args.split, args.image_size)
         samples = [generate_sample(args.seed, args.split, i, config) for i in range(args.n)]
         masks = [s.mask for s in samples]
         print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -14,7 +14,9 @@ import numpy as np
 from synseg.data.toy.captions import CaptionObject, make_caption
 from synseg.data.toy.shapes import CATEGORIES, MAX_ROTATION, SIZE_FACTOR, rasterize, texture_shade
 
-SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2, "dense": 3}
+# Every split has its own seed stream. `dev` is for tuning stand-ins and recipes (never `test`); `ood` is a
+# test split drawn with shifted settings (OOD_CONFIG).
+SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2, "dense": 3, "dev": 4, "ood": 5}
 
 # Hue families shared by two categories, so colour alone never decides the category.
 FAMILY_HUES: dict[str, float] = {"red": 0.0, "blue": 225.0, "green": 125.0, "yellow": 52.0, "purple": 280.0}
@@ -24,6 +26,7 @@ CATEGORY_FAMILIES: tuple[str, ...] = (
     "red", "blue", "green", "yellow", "purple", "purple", "red", "blue", "green", "yellow",
 )  # fmt: skip
 TEXTURES: tuple[str, ...] = ("stripes", "dots")
+OOD_TEXTURES: tuple[str, ...] = ("checks", "grid")  # rendered only in the `ood` split
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,14 @@ class ToyWorldConfig:
     off_palette_prob: float = 0.15
     ignore_edges: bool = True  # mask 255 where the antialiased edge is ambiguous
     distractor_lines: bool = True
+    distractor_count: tuple[int, int] = (0, 2)  # distractor lines per image, inclusive range
     radius_range: tuple[float, float] = (0.28, 0.44)  # bounding radius / image size, for a lone object
     crowd_shrink: float = 0.35  # radius scale 1 / (1 + crowd_shrink * (n_objects - 1))
     min_visible: float = 0.5  # every object keeps at least this fraction of its area visible
     max_tries: int = 20  # placements tried per object before it is dropped
-    texture_prob: float = 0.5  # instances with stripes or dots
+    texture_prob: float = 0.5  # instances with a texture
+    textures: tuple[str, ...] = TEXTURES  # the textures an instance draws from
+    hue_jitter: float = 20.0  # in-family hue spread in degrees (family hue +- hue_jitter / 2)
     colour_word_prob: float = 0.6
     texture_word_prob: float = 0.4
     filler_prob: float = 0.35
@@ -76,9 +82,34 @@ class ToyWorldConfig:
         lo, hi = self.radius_range
         if not 0.0 < lo <= hi < 0.5:
             raise ValueError(f"radius_range must satisfy 0 < lo <= hi < 0.5, got {self.radius_range}")
+        if not 0 <= self.distractor_count[0] <= self.distractor_count[1]:
+            raise ValueError(f"distractor_count must satisfy 0 <= lo <= hi, got {self.distractor_count}")
+        if not 0.0 <= self.hue_jitter < 100.0:  # the off-palette hues start 50 degrees from the family hue
+            raise ValueError(f"hue_jitter must be in [0, 100) degrees, got {self.hue_jitter}")
+        unknown = [t for t in self.textures if t not in (*TEXTURES, *OOD_TEXTURES)]
+        if not self.textures or unknown:
+            raise ValueError(
+                f"textures must be a non-empty subset of {TEXTURES + OOD_TEXTURES}, got {self.textures}"
+            )
 
 
 DEFAULT_CONFIG = ToyWorldConfig()
+# The `ood` test split: the same generator with settings no training split uses, chosen from this card's
+# knobs (docs/toyworld.md), not from any method's results: smaller objects, more distractor lines, two unseen
+# textures, a wider in-family hue spread.
+OOD_SHIFTS: dict[str, object] = {
+    "radius_range": (0.18, 0.28),  # train 0.28-0.44 of the image
+    "distractor_count": (2, 5),  # train 0-2
+    "textures": OOD_TEXTURES,  # train stripes / dots
+    "hue_jitter": 50.0,  # train +-10 degrees around the family hue, ood +-25
+}
+OOD_CONFIG = ToyWorldConfig(**OOD_SHIFTS)
+
+
+def split_config(split: str, image_size: int = 64) -> ToyWorldConfig:
+    """The generator settings of a split: OOD_CONFIG for `ood`, the card's defaults for every other one."""
+    base = OOD_CONFIG if split == "ood" else DEFAULT_CONFIG
+    return base if image_size == base.image_size else replace(base, image_size=image_size)
 
 
 @dataclass
@@ -124,8 +155,11 @@ def _upsample_matrix(size: int, grid: int) -> np.ndarray:
     return mat
 
 
-def _background(rng: np.random.Generator, size: int, lines: bool) -> np.ndarray:
-    """Smooth low-saturation random field with optional thin distractor lines; (3, H, W) float32."""
+def _background(
+    rng: np.random.Generator, size: int, lines: bool, count: tuple[int, int] = (0, 2)
+) -> np.ndarray:
+    """Smooth low-saturation random field with `count` (inclusive range) thin distractor lines when `lines`;
+    (3, H, W) float32."""
     grey = 0.35 + 0.5 * float(rng.random())
     grid = 4
     noise = rng.standard_normal((3, grid, grid, 4)).astype(np.float32)
@@ -133,7 +167,7 @@ def _background(rng: np.random.Generator, size: int, lines: bool) -> np.ndarray:
     mat = _upsample_matrix(size, grid)
     img = mat @ cells @ mat.T  # (3, H, W); channel-first keeps the blending loops contiguous
     if lines:
-        n_lines = int(rng.integers(0, 3))
+        n_lines = int(rng.integers(count[0], count[1] + 1))
         if n_lines:
             xs = np.arange(size, dtype=np.float32)[None, :] + 0.5
             ys = np.arange(size, dtype=np.float32)[:, None] + 0.5
@@ -169,7 +203,7 @@ def _draw_count(u: float, config: ToyWorldConfig) -> int:
 
 
 def _object_colour(
-    rng: np.random.Generator, category: int, off_palette_prob: float
+    rng: np.random.Generator, category: int, off_palette_prob: float, hue_jitter: float = 20.0
 ) -> tuple[np.ndarray, float]:
     """RGB in [0, 1] (quantised to 8 bits) and its rendered hue in degrees."""
     u = rng.random(4).tolist()
@@ -177,7 +211,7 @@ def _object_colour(
     if u[0] < off_palette_prob:
         hue = family + 50.0 + 260.0 * u[1]  # at least 50 degrees away from the family hue
     else:
-        hue = family + 20.0 * (u[1] - 0.5)
+        hue = family + hue_jitter * (u[1] - 0.5)
     rgb = colorsys.hsv_to_rgb((hue % 360.0) / 360.0, 0.6 + 0.35 * u[2], 0.6 + 0.35 * u[3])
     rgb8 = np.round(np.array(rgb, np.float32) * 255.0)
     rendered = colorsys.rgb_to_hsv(*(rgb8 / 255.0))[0] * 360.0
@@ -201,7 +235,9 @@ def compose_scene(rng: np.random.Generator, config: ToyWorldConfig = DEFAULT_CON
     A placement that would leave an earlier object less than `min_visible` of its area is resampled, at most
     `max_tries` times; then the object is dropped."""
     size = config.image_size
-    img = _background(rng, size, config.distractor_lines)  # (3, H, W) float32 in [0, 1]
+    img = _background(
+        rng, size, config.distractor_lines, config.distractor_count
+    )  # (3, H, W) float32 in [0, 1]
 
     n = config.min_objects + _draw_count(rng.random(), config)
     cats = rng.permutation(len(CATEGORIES))[:n].tolist()
@@ -228,9 +264,10 @@ def compose_scene(rng: np.random.Generator, config: ToyWorldConfig = DEFAULT_CON
                 break
         else:
             continue  # no valid placement: drop this object
-        rgb, hue = _object_colour(rng, cat, config.off_palette_prob)
+        rgb, hue = _object_colour(rng, cat, config.off_palette_prob, config.hue_jitter)
         t = rng.random(5).tolist()
-        texture = TEXTURES[int(t[1] * 2)] if t[0] < config.texture_prob else "plain"
+        textures = config.textures
+        texture = textures[int(t[1] * len(textures))] if t[0] < config.texture_prob else "plain"
         shade = texture_shade(texture, raster, 4.0 + 3.0 * t[2], math.pi * t[3], 0.3 + 0.3 * t[4])  # (h, w)
         patch = img[:, ys, xs]  # (3, h, w) view
         patch += cov * (shade * rgb[:, None, None] - patch)
@@ -244,9 +281,11 @@ def compose_scene(rng: np.random.Generator, config: ToyWorldConfig = DEFAULT_CON
     return Scene(img=img, weights=weights, areas=areas, visible=visible, objects=placed)
 
 
-def generate_sample(seed: int, split: str, index: int, config: ToyWorldConfig = DEFAULT_CONFIG) -> ToySample:
-    """Sample `index` of `split`: a deterministic function of (seed, split, index, config)."""
+def generate_sample(seed: int, split: str, index: int, config: ToyWorldConfig | None = None) -> ToySample:
+    """Sample `index` of `split`: a deterministic function of (seed, split, index, config); the split's own
+    settings (`split_config`) when `config` is None."""
     rng = split_rng(seed, split, index)
+    config = split_config(split) if config is None else config
     size = config.image_size
     scene = compose_scene(rng, config)
     img, weights, placed = scene.img, scene.weights, scene.objects

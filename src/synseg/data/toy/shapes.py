@@ -120,7 +120,8 @@ def rasterize(category: int, cx: float, cy: float, r: float, angle: float, size:
 
 
 def texture_shade(kind: str, raster: Raster, period: float, angle: float, amp: float) -> np.ndarray:
-    """Brightness factor in [1 - amp, 1] on the raster's box for a texture ("plain", "stripes", "dots").
+    """Brightness factor in [1 - amp, 1] on the raster's box for a texture ("plain", "stripes", "dots";
+    the `ood` split's "checks", "grid").
 
     Patterns are laid out in image axes from 1-D coordinate vectors, so they cost few full-size ops."""
     if kind == "plain":
@@ -132,4 +133,11 @@ def texture_shade(kind: str, raster: Raster, period: float, angle: float, amp: f
     if kind == "dots":
         fx, fy = xs - np.floor(xs) - 0.5, ys - np.floor(ys) - 0.5
         return 1.0 - amp * (fx * fx + fy * fy < 0.09)
+    if kind in ("checks", "grid"):  # the `ood` split's textures, on a grid rotated by `angle`
+        c, s = math.cos(angle), math.sin(angle)
+        u, v = xs * c + ys * s, ys * c - xs * s  # (h, w) each
+        fu, fv = u - np.floor(u), v - np.floor(v)
+        if kind == "checks":
+            return 1.0 - amp * ((fu < 0.5) ^ (fv < 0.5))
+        return 1.0 - amp * ((fu < 0.2) | (fv < 0.2))
     raise ValueError(f"unknown texture {kind!r}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synseg.data.toy.scene import DEFAULT_CONFIG, SPLITS, ToyWorldConfig, generate_sample
+from synseg.data.toy.scene import SPLITS, ToyWorldConfig, generate_sample, split_config
 from synseg.data.toy.shapes import CATEGORIES
 
 
@@ -42,7 +42,7 @@ def write_folder(
     split: str,
     n: int,
     seed: int,
-    config: ToyWorldConfig = DEFAULT_CONFIG,
+    config: ToyWorldConfig | None = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -50,6 +50,7 @@ def write_folder(
     captions.jsonl, meta.json); built in a temporary folder, then renamed, so it is never half written."""
     _check_split(split)
     _check_n(n)
+    config = split_config(split) if config is None else config  # the split's own settings (ood: shifted)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True, or --overwrite)")
@@ -111,13 +112,14 @@ def write_shards(
     n: int,
     seed: int,
     shard_size: int = 1000,
-    config: ToyWorldConfig = DEFAULT_CONFIG,
+    config: ToyWorldConfig | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Write `n` samples as CC3M/CC12M-style webdataset shards `{split}-NNNNNN.tar` (members KEY.jpg, KEY.txt,
     KEY.json; KEY = global index, 9 digits) plus `{split}-stats.json`; returns the shard paths."""
     _check_split(split)
     _check_n(n)
+    config = split_config(split) if config is None else config  # the split's own settings (ood: shifted)
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out = Path(out)
