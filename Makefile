@@ -19,10 +19,11 @@ PLAN ?= loss
 STEPS ?=
 OVERWRITE ?=
 RESUME ?=
+REPORT_ONLY ?=
 DATA_ROOT ?=
 LOG_DIR ?= logs
 DRY_RUN ?=
-COMPARE_FLAGS = $(if $(MODELS),--models "$(MODELS)") $(if $(SEEDS),--seeds "$(SEEDS)") $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) --data "$(DATA)" $(if $(COMPARE_DATASETS),--datasets "$(COMPARE_DATASETS)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --args "$(ARGS)"
+COMPARE_FLAGS = $(if $(MODELS),--models "$(MODELS)") $(if $(SEEDS),--seeds "$(SEEDS)") $(if $(STEPS),--steps $(STEPS)) $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(REPORT_ONLY)),--report-only) --data "$(DATA)" $(if $(COMPARE_DATASETS),--datasets "$(COMPARE_DATASETS)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --args "$(ARGS)"
 COMPARE_DATASETS = $(if $(filter command line environment,$(origin DATASETS)),$(DATASETS))
 # ARGS reach Hydra as typed: no glob or brace expansion by the recipe's shell (data.shards.urls=/data/*.tar).
 NOGLOB := set -f +B;
@@ -60,7 +61,7 @@ compare: venv ## Compare methods: make compare NAME=x MODELS="maskclip naclip de
 
 # make ablation: the SynSeg studies through the same runner (run layout, report files, wandb group).
 ABLATION_NAME = $(if $(filter command line environment,$(origin NAME)),$(NAME),ablation-$(PLAN))
-ablation: venv ## SynSeg studies: make ablation PLAN=loss|switches|seeds|literal [NAME=... SEEDS=... OVERWRITE=1]
+ablation: venv ## Studies: make ablation PLAN=loss|switches|seeds|literal|budget|lr|mixing [NAME=... SEEDS=... MODELS=... OVERWRITE=1 | REPORT_ONLY=1]
 	@$(NOGLOB) $(PY) -m synseg.compare --plan "$(PLAN)" --name "$(ABLATION_NAME)" $(COMPARE_FLAGS) --check-only
 	@if [ "$(DATA)" = toy ]; then $(MAKE) --no-print-directory toy-standins; fi
 	$(NOGLOB) $(PY) -m synseg.compare --plan "$(PLAN)" --name "$(ABLATION_NAME)" $(COMPARE_FLAGS)
@@ -81,7 +82,7 @@ $(MASKCLIP_REF): $(STANDIN_CLIP) | $(STAMP)
 
 # make eval: MODEL / RUN count only when given (command line or environment), not train's defaults.
 CKPT ?=
-DATASETS ?= toy
+DATASETS ?= toy toy_ood
 DATA_ROOT ?=
 SAVE_PRED ?=
 EVAL_MODEL = $(if $(filter command line environment,$(origin MODEL)),$(MODEL))
@@ -93,6 +94,7 @@ eval: venv ## Zero-shot eval: make eval CKPT=logs/train/<run>/checkpoints/last.c
 	@if [ -n "$(CKPT)" ] && [ ! -f "$(CKPT)" ]; then echo "CKPT=$(CKPT): no such file (expected logs/train/<run>/checkpoints/last.ckpt)" >&2; exit 2; fi
 	@if [ -n "$(EVAL_MODEL)" ] || echo " $(DATASETS) " | grep -q " toy "; then $(MAKE) --no-print-directory toyclip; fi
 	@if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy "; then test -d data/toy/test || $(PY) -m synseg.data.toy write --split test --n 500 --seed 0 --out data/toy/test; fi
+	@for s in dev ood; do if [ -z "$(DATA_ROOT)" ] && echo " $(DATASETS) " | grep -q " toy_$$s "; then test -d data/toy/$$s || $(PY) -m synseg.data.toy write --split $$s --n 500 --seed 0 --out data/toy/$$s; fi; done
 	$(NOGLOB) $(PY) -m synseg.eval $(if $(CKPT),'ckpt=$(CKPT)') $(if $(EVAL_MODEL),method=$(EVAL_MODEL)) 'datasets="$(DATASETS)"' $(if $(DATA_ROOT),'data_root=$(DATA_ROOT)') $(if $(EVAL_RUN),'run_name=$(EVAL_RUN)') $(if $(SAVE_PRED),'save_pred=$(SAVE_PRED)') $(ARGS)
 
 OUT ?= model.synseg
@@ -102,9 +104,11 @@ export: venv ## Export a run's model as one file: make export CKPT=logs/train/<r
 
 toy-standins: $(STANDIN_CLIP) $(DENSE_DECODER) $(MASKCLIP_REF) ## Build every cached toy stand-in that is missing
 
-toy-data: venv ## Write the toy val/test folders and 8 train shards into data/
+toy-data: venv ## Write the toy val/test/dev/ood folders and 8 train shards into data/
 	@test -d data/toy/val || $(PY) -m synseg.data.toy write --split val --n 200 --seed 0 --out data/toy/val
 	@test -d data/toy/test || $(PY) -m synseg.data.toy write --split test --n 500 --seed 0 --out data/toy/test
+	@test -d data/toy/dev || $(PY) -m synseg.data.toy write --split dev --n 500 --seed 0 --out data/toy/dev
+	@test -d data/toy/ood || $(PY) -m synseg.data.toy write --split ood --n 500 --seed 0 --out data/toy/ood
 	@test -d data/shards || $(PY) -m synseg.data.toy write --split train --n 8000 --seed 0 --format shards --out data/shards
 
 audit: venv ## Data audit before a DDP run: make audit DATA=shards ARGS='data.shards.urls=... world_size=4 num_workers=2 steps=50'

@@ -195,7 +195,8 @@ def test_report_names_the_test_set_it_is_about() -> None:
 @pytest.mark.parametrize("plan", [p for p in PLANS if p != "compare"])
 def test_ablation_plans_compose_and_compare_against_their_first_row(plan: str) -> None:
     """`make ablation PLAN=...`: every row's overrides compose with the real config (a renamed key fails
-    here, not after an hour of runs), and the report's paired deltas are against the plan's first row."""
+    here, not after an hour of runs), and the report's paired deltas are the plan's (its first row, or the
+    budget and lr studies' own pairs)."""
     from omegaconf import OmegaConf
 
     from tests.test_configs import compose_train
@@ -205,7 +206,26 @@ def test_ablation_plans_compose_and_compare_against_their_first_row(plan: str) -
         cfg = compose_train([f"model={m.model}", *m.overrides])
         OmegaConf.to_container(cfg.model, resolve=True)
     names = [m.name for m in methods]
-    assert paired_comparisons(plan, names) == [(n, names[0]) for n in names[1:]]
+    pairs = paired_comparisons(plan, names)
+    if plan == "budget":  # each 3000-step run against its 300-step run, every row against the dense init
+        assert pairs[:3] == [("synseg_3000", "synseg"), ("synseg_weak_3000", "synseg_weak"),
+                             ("mixreorg_3000", "mixreorg")]  # fmt: skip
+        assert set(pairs[3:]) == {(n, "dense_init") for n in names[1:]}
+        long = compose_train([f"model={methods[-1].model}", *methods[-1].overrides])
+        assert (long.total_steps, long.trainer.max_steps, long.trainer.val_check_interval) == (
+            3000,
+            3000,
+            300,
+        )
+    elif plan == "lr":
+        assert ("synseg_lr1e-5", "dense_init") in pairs and ("synseg_lr1e-5", "synseg_lr1e-3") in pairs
+        lrs = [compose_train(["model=synseg", *m.overrides]).model.optimizer.lr for m in methods[1:]]
+        assert lrs == [1e-3, 1e-4, 1e-5]
+    else:
+        assert pairs == [(n, names[0]) for n in names[1:]]
+    if plan == "mixing":
+        cfg = compose_train(["model=mixreorg", *methods[1].overrides])
+        assert cfg.model.segmenter.progressive is False
     done = subprocess.run(
         ["make", "-n", "--no-print-directory", "ablation", f"PLAN={plan}"], cwd=ROOT, capture_output=True,
         text=True, check=True,
@@ -231,3 +251,65 @@ def test_learning_curve_reads_each_validation_once(tmp_path: Path) -> None:
     curves = learning_curves(rows)
     assert curves == {"dataset": "toy", "methods": {"synseg": {"0": [[2, 0.1], [4, 0.3]]}}}
     assert "| synseg | 0.100 | 0.300 |" in curves_markdown(curves)
+
+
+def test_report_has_an_ood_column_and_the_mixed_patch_accuracy(tmp_path: Path) -> None:
+    """A second test set (toy_ood) is a column of the main table; MixReorg's last mixed-patch accuracy is a
+    training diagnostic (mean over seeds)."""
+    from synseg.compare.report import write_report
+
+    rows = []
+    for seed, (miou, ood, acc) in enumerate([(0.2, 0.1, 0.9), (0.3, 0.15, 0.8)]):
+        for method in ("maskclip", "mixreorg"):
+            row = _row(method, seed, miou)
+            row["metrics"] = {
+                **row["metrics"],
+                "test/toy_ood/mIoU": ood,
+                "test/toy_ood/per_class/circle": ood,
+            }
+            if method == "mixreorg":
+                row["metrics"]["train/mix_patch_acc"] = acc
+            rows.append(row)
+    config = {"name": "t", "seeds": [0, 1], "steps": None, "args": []}
+    text = write_report(tmp_path, rows, config, gallery=False)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["dataset"] == "toy" and res["other_datasets"]["toy_ood"]["methods"]["mixreorg"][
+        "mIoU_mean"
+    ] == (pytest.approx(0.125))
+    assert "| toy mIoU (mean ± std) | per seed | toy_ood mIoU |" in text
+    assert "| mixreorg | captions | 0.250 ± 0.071 | 0.200, 0.300 | 0.125 ± 0.035 |" in text
+    assert res["methods"]["mixreorg"]["train_diagnostics"] == {"train/mix_patch_acc": pytest.approx(0.85)}
+    assert res["methods"]["maskclip"]["train_diagnostics"] == {}
+    assert "| mixreorg | 0.850 |" in text
+
+
+def test_report_only_rebuilds_the_report_from_runs_on_disk(tmp_path: Path) -> None:
+    """`--report-only` (REPORT_ONLY=1): the report of runs already under the run root, e.g. after adding the
+    long runs of a study beside short runs made earlier; a missing run is reported, not fatal."""
+    from synseg.compare.runner import main
+
+    root = tmp_path / "logs" / "compare" / "r"
+    for seed, miou in ((0, 0.2), (1, 0.3)):
+        run = root / f"maskclip-s{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("data:\n  batch_size: 4\n")
+        (run / "metrics.json").write_text(json.dumps({"test/toy/mIoU": miou, "test/toy/n_images": 10}))
+    args = [
+        "--name",
+        "r",
+        "--models",
+        "maskclip naclip",
+        "--seeds",
+        "0 1",
+        "--log-dir",
+        str(tmp_path / "logs"),
+    ]
+    args += ["--out", str(tmp_path / "reports"), "--report-only", "--no-gallery", "--no-wandb"]
+    assert main(args) == 1  # naclip's runs are missing: reported as such
+    res = json.loads((tmp_path / "reports" / "r" / "results.json").read_text())
+    assert res["methods"]["maskclip"]["mIoU_per_seed"] == [0.2, 0.3]
+    assert res["methods"]["naclip"]["failed"][0]["status"].startswith("missing")
+    assert main([*args[:2], "--report-only", "--log-dir", str(tmp_path / "none")]) == 2
+    done = subprocess.run(["make", "-n", "--no-print-directory", "ablation", "PLAN=budget", "REPORT_ONLY=1"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
+    assert "--report-only" in done.stdout

@@ -23,20 +23,22 @@ def test_groupvit_defaults_per_dataset() -> None:
     voc = build_protocol("voc21", True, cfg, model_image_size=64)
     assert (voc.short_side, voc.window, voc.stride) == (448, 448, 224)  # model size ignored off toy/folder
     assert voc.templates == ("a photo of a {}.",) and voc.pamr is None
-    assert voc.threshold == 0.95
+    assert voc.threshold == 0.95 and voc.background == "clamp" and voc.long_side_max == 2048
     assert build_protocol("context60", True, cfg).threshold == 0.35
     assert build_protocol("coco_object", True, cfg).threshold == 0.95
     assert build_protocol("voc20", False, cfg).threshold is None
     line = voc.describe()
-    for part in ("short side 448", "window 448 stride 224", "templates simple (1)", "0.95", "PAMR off"):
+    for part in ("short side 448 (long side <= 2048)", "window 448 stride 224", "templates simple (1)",
+                 "below min(0.95 (config), image max)", "PAMR off"):  # fmt: skip
         assert part in line
 
 
 def test_tcl_option_turns_pamr_on_with_threshold_04() -> None:
     cfg = protocol_cfg("protocol=tcl")
     voc = build_protocol("voc21", True, cfg)
-    assert voc.pamr == PamrSpec(10, (1, 2, 4, 8, 12, 24)) and voc.threshold == 0.4
-    assert "PAMR 10 it, dilations 1,2,4,8,12,24" in voc.describe()
+    assert voc.pamr == PamrSpec(10, (1, 2, 4, 8, 12, 24), "output", 4) and voc.threshold == 0.4
+    assert voc.background == "threshold" and len(voc.templates) == 9  # TCL: no clamp, its 9 templates
+    assert "PAMR 10 it, dilations 1,2,4,8,12,24, at window/4" in voc.describe()
     assert build_protocol("toy", True, cfg, checkpoint_threshold=0.3).threshold == 0.3  # toy still from ckpt
 
 
@@ -62,7 +64,7 @@ def test_template_sets() -> None:
     assert template_set("custom", ["a {} here."]) == ("a {} here.",)
     with pytest.raises(ValueError, match="custom_templates"):
         template_set("custom", [])
-    with pytest.raises(ValueError, match="simple, imagenet7, custom"):
+    with pytest.raises(ValueError, match="simple, imagenet7, tcl9, openai80, custom"):
         template_set("fancy")
 
 

@@ -18,11 +18,12 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from synseg.data.benchmarks.eval_sets import TOY_SPLIT_SETS, eval_set_root
 from synseg.errors import UserError, one_line
 from synseg.evaluation.loading import CONFIG_DIR, LoadError, load_model, pick_device
 from synseg.evaluation.protocol import build_protocol
 from synseg.evaluation.results import flat_metrics, format_table, write_per_class_csv
-from synseg.evaluation.runner import Normalizer, evaluate_dataset
+from synseg.evaluation.runner import Normalizer, evaluate_dataset, set_protocol_classes
 
 log = logging.getLogger("synseg.eval")
 
@@ -51,12 +52,15 @@ def dataset_names(value: Any) -> list[str]:
 
 
 def dataset_root(cfg: DictConfig, name: str) -> Path:
-    """data_roots[name], else data_root, else the default (toy: data/toy/test; others: data/)."""
+    """data_roots[name], else data_root, else the default (toy: data/toy/test; toy_dev / toy_ood:
+    data/toy/dev|ood; others: data/)."""
     root = (cfg.get("data_roots") or {}).get(name) or cfg.get("data_root")
     if root:
         return Path(str(root))
     data_dir = Path(cfg.paths.data_dir)
-    return data_dir / "toy" / "test" if name == "toy" else data_dir
+    if name in ("toy", *TOY_SPLIT_SETS):
+        return eval_set_root(name, "test", None, data_dir / "toy")
+    return data_dir
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -96,9 +100,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
         except ValueError as err:
             raise LoadError(f"protocol for {name}: {err}") from err
-        segmenter.set_classes(
-            list(dataset.classes[1:] if dataset.has_background else dataset.classes), protocol.templates
-        )
+        names = list(dataset.classes[1:] if dataset.has_background else dataset.classes)
+        set_protocol_classes(segmenter, names, protocol)
         results = evaluate_dataset(
             segmenter.class_scores,
             dataset,

@@ -109,6 +109,22 @@ def run_one(
     }
 
 
+def existing_row(method: str, seed: int, run_dir: Path) -> dict:
+    """The row of a run already on disk (`--report-only`): its metrics, and its wall time read from the files
+    it wrote (config.yaml at the start, metrics.json at the end; process start-up not included)."""
+    row: dict[str, Any] = {"method": method, "seed": seed, "log": str(run_dir.with_suffix(".log"))}
+    metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
+    if not metrics_path.is_file() or not config_path.is_file():
+        return {**row, "seconds": 0.0, "status": f"missing ({metrics_path} not found)"}
+    seconds = max(metrics_path.stat().st_mtime - config_path.stat().st_mtime, 1e-6)
+    metrics = json.loads(metrics_path.read_text())
+    cfg = OmegaConf.load(config_path)
+    n_eval = sum(int(v) for k, v in metrics.items() if k.endswith("/n_images"))
+    images = int(metrics.get("global_step", 0)) * int(cfg.data.batch_size) + n_eval
+    return {**row, "seconds": seconds, "status": "ok", "run_dir": str(run_dir), "metrics": metrics,
+            "images_per_s": images / seconds}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m synseg.compare", description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True, help="report name: <out>/NAME and <log-dir>/compare/NAME")
@@ -126,6 +142,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-dir", default="logs", help="run root (runs go to <log-dir>/compare/NAME)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report of the same name")
     p.add_argument("--check-only", action="store_true", help="validate the arguments and exit")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the report from the runs already under the run root",
+    )
     p.add_argument("--no-gallery", action="store_true", help="skip gallery.png (it reloads every model)")
     p.add_argument("--no-wandb", action="store_true", help="do not log the report to wandb")
     return p.parse_args(argv)
@@ -145,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) / args.name
         run_root = Path(args.log_dir) / "compare" / args.name
         for path in (out, run_root):
+            if args.report_only:
+                if not run_root.is_dir():
+                    raise CompareError(f"NAME={args.name}: --report-only needs the runs under {run_root}")
+                break
             if path.exists() and not args.overwrite:
                 raise CompareError(
                     f"NAME={args.name}: {path} exists; choose another NAME or pass OVERWRITE=1"
@@ -159,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from synseg.compare.report import write_report
 
-    for path in (out, run_root):
+    for path in (out, run_root) if not args.report_only else ():
         if path.exists():
             shutil.rmtree(path)  # only reached with --overwrite (checked above)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=args.report_only)
     extra = data_overrides(args.data, datasets, args.data_root) + shlex.split(args.args)
     plan = [(m, s) for m in models for s in seeds]
     rows = []
-    bar = tqdm(plan, desc="compare", unit="run")
+    if args.report_only:
+        rows = [existing_row(m, s, run_root / f"{m}-s{s}") for m, s in plan]
+    bar = tqdm(plan if not args.report_only else [], desc="compare", unit="run")
     for method, seed in bar:
         bar.set_postfix_str(f"{method} seed {seed}")
         row = run_one(

@@ -17,8 +17,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from synseg.evaluation.evaluator import SegmentationEvaluator
-from synseg.evaluation.protocol import Protocol, build_protocol
-from synseg.evaluation.runner import update_with_batch
+from synseg.evaluation.protocol import TOY_THRESHOLD_FROM, Protocol, build_protocol
+from synseg.evaluation.runner import set_protocol_classes, update_with_batch
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,10 @@ class SegmentationEvalCallback(L.Callback):
         own = protocol.has_background and protocol.threshold_source != "config"  # no threshold of its own
         selects = split == "val" and own and self.select_threshold_on_val
         if own:
-            thr = selected.get(dataset.name, self.threshold) if split == "test" else self.threshold
-            source = "val-selected" if split == "test" and dataset.name in selected else "callback"
+            # toy_dev / toy_ood have no val set of their own: they take the threshold val chose on toy
+            name = dataset.name if dataset.name in selected else TOY_THRESHOLD_FROM.get(dataset.name, "")
+            thr = selected.get(name, self.threshold) if split == "test" else self.threshold
+            source = "val-selected" if split == "test" and name in selected else "callback"
             protocol = replace(protocol, threshold=thr, threshold_source=source)
         return protocol, selects
 
@@ -147,6 +149,7 @@ class SegmentationEvalCallback(L.Callback):
                 protocol.threshold or 0.5,
                 self.thresholds if selects else None,
                 ignore_index=ds.ignore_index,
+                clamp=protocol.background == "clamp",
             )
             self._protocols[split].append(protocol)
             self.evaluators[split].append(evaluator.to(pl_module.device))
@@ -163,7 +166,7 @@ class SegmentationEvalCallback(L.Callback):
         evaluator, protocol = evaluators[idx], self._protocols[split][idx]
         if self._current != (split, idx):  # a new dataset: its class names, with the protocol's templates
             names = evaluator.class_names[int(evaluator.has_background) :]
-            pl_module.segmenter.set_classes(names, list(protocol.templates))
+            set_protocol_classes(pl_module.segmenter, names, protocol)
             self._current = (split, idx)
         self._skipped[split][idx] += len(batch.get("skipped", []))
         normalize = trainer.datamodule.normalize

@@ -31,8 +31,10 @@ class SegmentationEvaluator(nn.Module):
         threshold: float = 0.5,
         thresholds: Sequence[float] | None = None,
         ignore_index: int = 255,
+        clamp: bool = False,
     ) -> None:
         super().__init__()
+        self.clamp = bool(clamp)  # GroupViT's rule: background below min(threshold, the image's best score)
         self.class_names = list(class_names)
         self.has_background = bool(has_background)
         self.num_classes = len(self.class_names)
@@ -54,6 +56,9 @@ class SegmentationEvaluator(nn.Module):
         """Label ids from the max / argmax over foreground scores (B, H, W)."""
         if not self.has_background:
             return idx
+        if self.clamp:  # (B, 1, 1) per-image threshold; the image's best pixel is never background
+            thr = torch.clamp(best.amax((1, 2), keepdim=True), max=threshold)
+            return torch.where(best >= thr, idx + 1, torch.zeros_like(idx))
         return torch.where(best > threshold, idx + 1, torch.zeros_like(idx))
 
     def predict(self, scores: Tensor, threshold: float | None = None) -> Tensor:

@@ -48,11 +48,19 @@ def slide_inference(score_fn: Callable[[Tensor], Tensor], images: Tensor, window
     return (total / count)[:, :, :h, :w]
 
 
-def resize_short_side(images: Tensor, short: int) -> Tensor:
-    """Bilinear resize of (B, C, H, W) so that min(H, W) == short, keeping the aspect ratio."""
+def resize_short_side(images: Tensor, short: int, long_max: int | None = None) -> Tensor:
+    """Bilinear resize of (B, C, H, W) so that min(H, W) == short, keeping the aspect ratio; with `long_max`
+    the scale is min(short / short side, long_max / long side), as mmcv's keep-ratio Resize with
+    img_scale=(long_max, short)."""
     h, w = images.shape[-2:]
     scale = short / min(h, w)
-    size = (max(short, round(h * scale)), max(short, round(w * scale)))
+    if long_max is not None:
+        scale = min(scale, long_max / max(h, w))
+    size = (
+        (round(h * scale), round(w * scale))
+        if long_max is not None
+        else (max(short, round(h * scale)), max(short, round(w * scale)))
+    )
     if size == (h, w):
         return images
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False)

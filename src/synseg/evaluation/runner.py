@@ -37,25 +37,70 @@ class Normalizer:
         return (x - self.mean) / self.std
 
 
+TRAINING_FREE_KINDS = ("maskclip", "naclip")  # segmenters whose scores are softmax(scale * cosine)
+
+
+def set_protocol_classes(segmenter: Any, names: Sequence[str], protocol: Protocol) -> None:
+    """Gives `segmenter` the foreground class `names` under `protocol`: its templates, its background words
+    first (NACLIP), and for a training-free model its softmax logit scale (NACLIP: 40)."""
+    if protocol.logit_scale and getattr(segmenter, "kind", None) in TRAINING_FREE_KINDS:
+        segmenter.config["temperature"] = protocol.logit_scale
+    segmenter.set_classes([*protocol.background_words, *names], list(protocol.templates))
+
+
+WHOLE_IMAGE_MULTIPLE = 16  # whole-image inference pads to a multiple of this (the patch of ViT-B/16, toy 8)
+
+
+def words_to_foreground(scores: Tensor, n_words: int) -> Tensor:
+    """NACLIP's background words: (B, n_words + C_fg, H, W) query probabilities -> (B, C_fg, H, W) where a
+    class keeps its probability only where it beats every background word. Then "best > threshold" is
+    NACLIP's rule: the argmax over [background, classes] unless the top probability is below the threshold."""
+    background = scores[:, :n_words].amax(1, keepdim=True)  # (B, 1, H, W)
+    fg = scores[:, n_words:]
+    return torch.where(fg > background, fg, torch.zeros_like(fg))
+
+
+def _whole(score_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """One forward of the whole image, zero-padded (the mean colour) to WHOLE_IMAGE_MULTIPLE and cropped."""
+    h, w = x.shape[-2:]
+    m = WHOLE_IMAGE_MULTIPLE
+    return score_fn(F.pad(x, (0, (-w) % m, 0, (-h) % m)))[..., :h, :w]
+
+
 def dense_scores(segment: Callable[[Tensor], Tensor], images: Tensor, protocol: Protocol) -> Tensor:
-    """(B, 3, H, W) normalised images at native size -> (B, C_fg, H, W) foreground scores."""
+    """(B, 3, H, W) normalised images at native size -> (B, C_fg, H, W) foreground scores (with background
+    words: the scores of the classes given after them, see `words_to_foreground`)."""
     h, w = images.shape[-2:]
-    x = resize_short_side(images, protocol.short_side)
+    x = resize_short_side(images, protocol.short_side, protocol.long_side_max)
     spec = protocol.pamr
 
-    def score_fn(crops: Tensor) -> Tensor:  # (N, 3, win, win) -> (N, C_fg, win, win)
-        scores = segment(crops)
-        if scores.shape[-2:] != crops.shape[-2:]:
-            scores = F.interpolate(
-                scores.float(), size=crops.shape[-2:], mode="bilinear", align_corners=False
+    def score_fn(crops: Tensor) -> Tensor:  # (N, 3, win, win) -> (N, C, win, win)
+        scores = segment(crops).float()
+        if spec is not None and spec.at == "output":  # TCL: at the model's output grid, then upsampled
+            size = (
+                max(1, crops.shape[-2] // spec.output_stride),
+                max(1, crops.shape[-1] // spec.output_stride),
             )
-        if spec is not None:
+            small = F.interpolate(crops, size=size, mode="bilinear", align_corners=True)
+            if scores.shape[-2:] != size:
+                scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+            scores = pamr(small, scores, spec.iterations, spec.dilations)
+        if scores.shape[-2:] != crops.shape[-2:]:
+            scores = F.interpolate(scores, size=crops.shape[-2:], mode="bilinear", align_corners=False)
+        if spec is not None and spec.at == "window":
             scores = pamr(crops, scores, spec.iterations, spec.dilations)
         return scores
 
-    scores = slide_inference(score_fn, x, protocol.window, protocol.stride)
+    if protocol.slide:
+        scores = slide_inference(score_fn, x, protocol.window, protocol.stride)
+    else:
+        scores = _whole(score_fn, x)
     if scores.shape[-2:] != (h, w):
         scores = F.interpolate(scores.float(), size=(h, w), mode="bilinear", align_corners=False)
+    if spec is not None and spec.at == "image":  # NACLIP: on the stitched scores at the native size
+        scores = pamr(images, scores, spec.iterations, spec.dilations)
+    if protocol.background == "words":
+        scores = words_to_foreground(scores, len(protocol.background_words))
     return scores
 
 
@@ -141,7 +186,11 @@ def evaluate_dataset(
     `Segmenter.class_scores`) on `dataset`: the evaluator's compute() dict plus
     `skipped` (count), `skipped_items` (reasons), `seconds` and `ms_per_image`."""
     evaluator = SegmentationEvaluator(
-        dataset.classes, dataset.has_background, protocol.threshold or 0.5, ignore_index=dataset.ignore_index
+        dataset.classes,
+        dataset.has_background,
+        protocol.threshold or 0.5,
+        ignore_index=dataset.ignore_index,
+        clamp=protocol.background == "clamp",
     ).to(normalize.device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     out_dir = Path(save_pred) / dataset.name if save_pred else None

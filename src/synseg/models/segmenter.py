@@ -137,10 +137,12 @@ class Segmenter(nn.Module):
         # encoded in, so class embeddings are encoded together, fresh, whatever training cached before: a
         # run's own test, `make eval` of its checkpoint and of its export give the same numbers.
         self.class_text = self.backbone.encode_classnames(names, templates, cache=False).to(self.device)
-        raw = self.config["text_condition"] == "raw"
-        self.class_cond = self.backbone.encode_classnames(
-            names, templates, normalize=not raw, cache=False
-        ).to(self.device)
+        if self.config["text_condition"] == "raw":  # else the conditioning is the unit embedding itself
+            self.class_cond = self.backbone.encode_classnames(
+                names, templates, normalize=False, cache=False
+            ).to(self.device)
+        else:
+            self.class_cond = self.class_text
 
     # ---- dense scores ------------------------------------------------------------------------------------
     def pair_maps(

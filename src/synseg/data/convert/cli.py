@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from synseg.data.convert.coco import CROWD_MODES, MASK_SUFFIX, convert_coco_object
+from synseg.data.convert.coco import CROWD_MODES, DECODERS, MASK_SUFFIX, convert_coco_object
 from synseg.data.convert.context import MASK_DIR, SPLIT_DIR, convert_context
 from synseg.data.convert.io import ConversionError
 
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "coco_object",
         help="COCO-Object masks from instances_<split>.json",
         description=f"Write OUT/annotations/<split>/<stem>{MASK_SUFFIX} (0 background, 1..80 in COCO "
-        "category id order) from COCO instance annotations (polygons and RLE; no pycocotools needed).",
+        "category id order) from COCO instance annotations (polygons and RLE). The defaults match the peers' "
+        "masks (GroupViT/TCL/NACLIP, from the COCO-Stuff pixel maps): no ignore pixels, crowd regions carry "
+        "their class, pycocotools' rasteriser.",
     )
     coco.add_argument("--src", type=Path, required=True, help="instances json, e.g. instances_val2017.json")
     coco.add_argument(
@@ -62,8 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     coco.add_argument(
         "--crowd",
         choices=CROWD_MODES,
-        default="ignore",
-        help="crowd regions: ignore (255, default), label (their class) or skip (left background)",
+        default="label",
+        help="crowd regions: label (their class; default, as the peers), ignore (255, never over an "
+        "instance) or skip (left background)",
+    )
+    coco.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="pycocotools",
+        help="polygon/RLE rasteriser: pycocotools (default, as the peers; pip install pycocotools) or pil "
+        "(no pycocotools; polygon boundaries can differ by a pixel)",
     )
     for p in (ctx, coco):
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -92,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out,
                 split=args.split,
                 crowd=args.crowd,
+                decoder=args.decoder,
                 overwrite=args.overwrite,
                 quiet=args.quiet,
             )

@@ -1,13 +1,15 @@
-"""COCO-Object masks (`<stem>_instanceTrainIds.png`) from COCO's instance annotations, without pycocotools.
+"""COCO-Object masks (`<stem>_instanceTrainIds.png`) from COCO's instance annotations.
 
 Labels: 0 background, 1..80 the things in increasing COCO category id (GroupViT's COCO-Object, whose
-`clsID_to_trID` maps the stuff-thing maps the same way), and crowd regions 255 by default (`crowd="ignore"`;
-GroupViT derived its masks from the COCO-Stuff 164k pixel maps and has no ignore label: `label` paints crowd
-regions with their class, `skip` leaves them background as cocostuffapi's default `includeCrowd=False` does).
-Overlaps: annotations are painted in file order, a later one over an earlier one (cocostuffapi's
-`cocoSegmentationToSegmentationMap`); ignored crowd pixels never cover a labelled instance. Polygons are
-filled with PIL, so boundary pixels can differ from pycocotools' rasteriser by one; RLE (list or compressed
-string counts) is decoded exactly."""
+`clsID_to_trID` maps the stuff-thing maps the same way). The defaults match the peers' masks (GroupViT, TCL
+and NACLIP take them from the COCO-Stuff 164k pixel maps): every non-object pixel is background 0, there are
+no ignore pixels, crowd regions carry their class (`crowd="label"`) and masks come from pycocotools'
+rasteriser (`decoder="pycocotools"`, imported only when used). Options: `crowd="ignore"` writes crowd
+regions as 255 (never over a labelled instance), `crowd="skip"` leaves them background (cocostuffapi's
+default `includeCrowd=False`); `decoder="pil"` needs no pycocotools: polygons are filled with PIL, so
+boundary pixels can differ from pycocotools' by one, and RLE (list or compressed string counts) is decoded
+exactly by the code here. Overlaps: annotations are painted in file order, a later one over an earlier one
+(cocostuffapi's `cocoSegmentationToSegmentationMap`). Polygons with fewer than 3 points are skipped."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from synseg.data.convert.io import ConversionError, check_free, partial_note, pr
 # COCO's 80 thing category ids; label k + 1 is COCO_THING_IDS[k].
 COCO_THING_IDS = tuple(i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83})
 MASK_SUFFIX = "_instanceTrainIds.png"
-CROWD_MODES = ("ignore", "label", "skip")
+CROWD_MODES = ("label", "ignore", "skip")
+DECODERS = ("pycocotools", "pil")
 IGNORE = 255
 
 
@@ -52,14 +55,31 @@ def rle_string_to_counts(s: str) -> list[int]:
     return counts
 
 
-def rle_decode(counts: list[int], height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask of RLE `counts`: alternating runs of 0s and 1s, starting with 0s, column-major."""
+def _checked_runs(counts: list[int], height: int, width: int) -> np.ndarray:
+    """RLE `counts` as int64 runs, refused unless non-negative and summing to height * width."""
     runs = np.asarray(counts, dtype=np.int64)
     if (runs < 0).any() or int(runs.sum()) != height * width:
         raise ValueError(f"RLE counts sum to {int(runs.sum())} (or are negative); expected {height}x{width}")
+    return runs
+
+
+def rle_decode(counts: list[int], height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask of RLE `counts`: alternating runs of 0s and 1s, starting with 0s, column-major."""
+    runs = _checked_runs(counts, height, width)
     values = np.zeros(len(runs), dtype=bool)
     values[1::2] = True
     return np.repeat(values, runs).reshape(width, height).T
+
+
+def _mask_api() -> Any:
+    """pycocotools.mask, imported on first use so that `decoder="pil"` works without it."""
+    try:
+        from pycocotools import mask
+    except ImportError as err:
+        raise ConversionError(
+            "decoder 'pycocotools' needs pycocotools: pip install pycocotools, or pass --decoder pil"
+        ) from err
+    return mask
 
 
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
@@ -76,19 +96,53 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
     return np.asarray(canvas, dtype=bool)
 
 
-def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask of an annotation's `segmentation`: polygons, or RLE with list or string counts."""
+def _rle_counts(segmentation: dict[str, Any], height: int, width: int) -> list[int]:
+    """Run lengths of an RLE dict (list or compressed string counts), its size checked against the image."""
+    size = segmentation.get("size")
+    if list(size or []) != [height, width]:
+        raise ValueError(f"RLE size {size}; expected [height, width] = [{height}, {width}] of its image")
+    counts = segmentation["counts"]
+    if isinstance(counts, str | bytes):
+        return rle_string_to_counts(counts.decode("ascii") if isinstance(counts, bytes) else counts)
+    return counts
+
+
+def _pycocotools_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask as `pycocotools.coco.COCO.annToMask` makes it (polygons merged, RLE decoded)."""
+    api = _mask_api()
+    if isinstance(segmentation, list):
+        if any(len(poly) % 2 for poly in segmentation):
+            raise ValueError("polygon with an odd number of coordinates; expected x, y pairs")
+        polygons = [[float(v) for v in poly] for poly in segmentation if len(poly) >= 6]
+        if not polygons:  # frPyObjects reads 4 numbers as a box and fails on an empty list
+            return np.zeros((height, width), dtype=bool)
+        rle = api.merge(api.frPyObjects(polygons, height, width))
+    else:
+        counts = segmentation["counts"]
+        _checked_runs(_rle_counts(segmentation, height, width), height, width)  # pycocotools doesn't check
+        if isinstance(counts, list):
+            rle = api.frPyObjects(
+                {"size": [height, width], "counts": [int(c) for c in counts]}, height, width
+            )
+        else:
+            rle = {"size": [height, width], "counts": counts}
+    return np.ascontiguousarray(api.decode(rle), dtype=bool)
+
+
+def segmentation_to_mask(
+    segmentation: Any, height: int, width: int, decoder: str = "pycocotools"
+) -> np.ndarray:
+    """(H, W) bool mask of an annotation's `segmentation`: polygons, or RLE with list or string counts,
+    rasterised by pycocotools (the peers' masks) or by PIL and the RLE code here (`decoder="pil"`)."""
+    if not isinstance(segmentation, list) and not (
+        isinstance(segmentation, dict) and "counts" in segmentation
+    ):
+        raise ValueError("segmentation is neither a list of polygons nor an RLE dict with counts")
+    if decoder == "pycocotools":
+        return _pycocotools_mask(segmentation, height, width)
     if isinstance(segmentation, list):
         return polygons_to_mask(segmentation, height, width)
-    if isinstance(segmentation, dict) and "counts" in segmentation:
-        size = segmentation.get("size")
-        if list(size or []) != [height, width]:
-            raise ValueError(f"RLE size {size}; expected [height, width] = [{height}, {width}] of its image")
-        counts = segmentation["counts"]
-        if isinstance(counts, str | bytes):
-            counts = rle_string_to_counts(counts.decode("ascii") if isinstance(counts, bytes) else counts)
-        return rle_decode(counts, height, width)
-    raise ValueError("segmentation is neither a list of polygons nor an RLE dict with counts")
+    return rle_decode(_rle_counts(segmentation, height, width), height, width)
 
 
 def _segmentation_problem(segmentation: Any, height: int, width: int) -> str:
@@ -144,7 +198,13 @@ def load_instances(path: Path) -> dict[str, Any]:
     return data
 
 
-def coco_object_mask(annotations: list[dict[str, Any]], height: int, width: int, crowd: str) -> np.ndarray:
+def coco_object_mask(
+    annotations: list[dict[str, Any]],
+    height: int,
+    width: int,
+    crowd: str = "label",
+    decoder: str = "pycocotools",
+) -> np.ndarray:
     """(H, W) uint8 COCO-Object labels of one image's annotations (see the module doc for the conventions)."""
     labels = np.zeros((height, width), dtype=np.uint8)
     crowd_pixels = np.zeros((height, width), dtype=bool)
@@ -154,7 +214,7 @@ def coco_object_mask(annotations: list[dict[str, Any]], height: int, width: int,
         if is_crowd and crowd == "skip":
             continue
         try:
-            region = segmentation_to_mask(ann["segmentation"], height, width)
+            region = segmentation_to_mask(ann["segmentation"], height, width, decoder)
         except (ValueError, TypeError) as err:
             raise ValueError(f"annotation id {ann.get('id')!r}: {err}") from err
         if is_crowd and crowd == "ignore":
@@ -170,14 +230,20 @@ def convert_coco_object(
     src: Path,
     out: Path,
     split: str = "val2017",
-    crowd: str = "ignore",
+    crowd: str = "label",
+    decoder: str = "pycocotools",
     overwrite: bool = False,
     quiet: bool = False,
 ) -> list[Path]:
     """Write out/annotations/<split>/<stem>_instanceTrainIds.png for every image of the instances json `src`
-    (images without annotations get an all-background mask); returns the masks written."""
+    (images without annotations get an all-background mask); returns the masks written. The defaults
+    (crowd regions labelled, pycocotools' rasteriser) reproduce the peers' masks."""
     if crowd not in CROWD_MODES:
         raise ConversionError(f"crowd={crowd!r}; expected one of {', '.join(CROWD_MODES)}")
+    if decoder not in DECODERS:
+        raise ConversionError(f"decoder={decoder!r}; expected one of {', '.join(DECODERS)}")
+    if decoder == "pycocotools":
+        _mask_api()  # missing pycocotools is one clear line before anything is read or written
     data = load_instances(src)
     images = {im["id"]: im for im in data["images"]}
     per_image: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
@@ -205,7 +271,7 @@ def convert_coco_object(
     check_free([target for _, target in jobs], overwrite)
     for done, (im, target) in enumerate(progress(jobs, "coco_object masks", quiet)):
         try:
-            labels = coco_object_mask(per_image[im["id"]], im["height"], im["width"], crowd)
+            labels = coco_object_mask(per_image[im["id"]], im["height"], im["width"], crowd, decoder)
         except ValueError as err:
             raise ConversionError(f"{src}: image {im['file_name']}, {err}{partial_note(done)}") from err
         write_png(target, labels)
