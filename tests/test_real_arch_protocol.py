@@ -61,7 +61,9 @@ def _run(
     return metrics, protocol
 
 
-@pytest.mark.parametrize("method", ["naclip", "maskclip"])
+@pytest.mark.parametrize(
+    "method", ["naclip", pytest.param("maskclip", marks=pytest.mark.slow)]
+)  # suite budget
 def test_real_vit_b16_runs_the_naclip_protocol_on_a_fake_voc_tree(
     tmp_path: Path, fake_benchmarks: Path, method: str
 ) -> None:

@@ -200,6 +200,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "metrics: %s",
             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(metrics.items())}),
         )
+    for lg in trainer.loggers:  # close the wandb run here (every record written), not at interpreter exit
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish()
     return metrics
 
 
