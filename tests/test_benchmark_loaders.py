@@ -107,7 +107,7 @@ def _fake(root, name: str, values: list[int], sizes=SIZES, extra: bool = True) -
 def test_registry_names_and_class_lists() -> None:
     assert benchmark_names() == [
         "voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k",
-        "folder", "toy",
+        "folder", "toy", "toy_dev", "toy_ood",
     ]  # fmt: skip
     assert list(BENCHMARKS) == benchmark_names()
     for name, (n, *_) in LABELS.items():

@@ -281,6 +281,7 @@ def test_report_has_an_ood_column_and_the_mixed_patch_accuracy(tmp_path: Path) -
     assert res["methods"]["mixreorg"]["train_diagnostics"] == {"train/mix_patch_acc": pytest.approx(0.85)}
     assert res["methods"]["maskclip"]["train_diagnostics"] == {}
     assert "| mixreorg | 0.850 |" in text
+    assert "Paired deltas on `toy_ood`:" in text and "| mixreorg - maskclip | 2 | 0.000 |" in text
 
 
 def test_report_only_rebuilds_the_report_from_runs_on_disk(tmp_path: Path) -> None:

@@ -183,12 +183,14 @@ def test_result_data_file_backs_its_table(name: str) -> None:
 
 
 def test_the_readme_results_table_agrees_with_compare_toy() -> None:
-    methods = json.loads((RESULTS / "compare_toy.json").read_text())["methods"]
+    data = json.loads((RESULTS / "compare_toy.json").read_text())
+    methods, ood = data["methods"], data["other_datasets"]["toy_ood"]["methods"]
     rows = re.findall(
-        r"(?m)^\| (\w+)[^|]*\| [\w-]+ \| \**([\d.]+) ± ([\d.]+)\** \|$",
+        r"(?m)^\| (\w+)[^|]*\| [\w-]+ \| \**([\d.]+) ± ([\d.]+)\** \| \**([\d.]+)\** \|$",
         section(text_of("README.md"), "Results"),
     )
     assert {r[0] for r in rows} == set(methods)
-    for method, mean, std in rows:
+    for method, mean, std, ood_mean in rows:
         expected = (f"{methods[method]['mIoU_mean']:.3f}", f"{methods[method]['mIoU_std']:.3f}")
         assert (mean, std) == expected, method
+        assert ood_mean == f"{ood[method]['mIoU_mean']:.3f}", method

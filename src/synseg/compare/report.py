@@ -129,6 +129,17 @@ def markdown(results: dict[str, Any], config: dict[str, Any]) -> str:
     for name, d in results["paired_deltas"].items():
         ci = f"[{_f(d['low'])}, {_f(d['high'])}]" if d["low"] is not None else "n/a (1 seed)"
         lines.append(f"| {name} | {d['n']} | {_f(d['mean'])} | {ci} |")
+    for other, res in others.items():  # the same pairs on every other test set (e.g. toy_ood)
+        lines += [
+            "",
+            f"Paired deltas on `{other}`:",
+            "",
+            "| comparison | seeds | mean delta | 95% interval |",
+        ]
+        lines.append("|---|---|---|---|")
+        for name, d in res["paired_deltas"].items():
+            ci = f"[{_f(d['low'])}, {_f(d['high'])}]" if d["low"] is not None else "n/a (1 seed)"
+            lines.append(f"| {name} | {d['n']} | {_f(d['mean'])} | {ci} |")
     classes = sorted({c for m in methods.values() for c in m["per_class"]})
     if classes:
         lines += ["", "## Per-class IoU (mean over seeds)", ""]
