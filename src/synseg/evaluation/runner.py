@@ -22,6 +22,7 @@ from synseg.evaluation.evaluator import SegmentationEvaluator
 from synseg.evaluation.inference import resize_short_side, slide_inference
 from synseg.evaluation.pamr import pamr
 from synseg.evaluation.protocol import Protocol
+from synseg.models.segmenter import TRAINING_FREE
 
 
 class Normalizer:
@@ -37,13 +38,10 @@ class Normalizer:
         return (x - self.mean) / self.std
 
 
-TRAINING_FREE_KINDS = ("maskclip", "naclip")  # segmenters whose scores are softmax(scale * cosine)
-
-
 def set_protocol_classes(segmenter: Any, names: Sequence[str], protocol: Protocol) -> None:
     """Gives `segmenter` the foreground class `names` under `protocol`: its templates, its background words
     first (NACLIP), and for a training-free model its softmax logit scale (NACLIP: 40)."""
-    if protocol.logit_scale and getattr(segmenter, "kind", None) in TRAINING_FREE_KINDS:
+    if protocol.logit_scale and getattr(segmenter, "kind", None) in TRAINING_FREE:  # softmax(scale * cos)
         segmenter.config["temperature"] = protocol.logit_scale
     segmenter.set_classes([*protocol.background_words, *names], list(protocol.templates))
 
