@@ -96,17 +96,18 @@ def run_one(
     metrics_path = run_dir / "metrics.json"
     if code != 0 or not metrics_path.is_file():
         return {**row, "status": f"failed (exit {code})"}
-    metrics = json.loads(metrics_path.read_text())
+    return finished_row(row, run_dir)
+
+
+def finished_row(row: dict[str, Any], run_dir: Path) -> dict:
+    """`row` (method, seed, seconds, log) of a run that wrote its metrics.json: status ok, metrics and
+    images/s (training images plus every evaluated image)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     cfg = OmegaConf.load(run_dir / "config.yaml")
     n_eval = sum(int(v) for k, v in metrics.items() if k.endswith("/n_images"))
     images = int(metrics.get("global_step", 0)) * int(cfg.data.batch_size) + n_eval
-    return {
-        **row,
-        "status": "ok",
-        "run_dir": str(run_dir),
-        "metrics": metrics,
-        "images_per_s": images / seconds,
-    }
+    return {**row, "status": "ok", "run_dir": str(run_dir), "metrics": metrics,
+            "images_per_s": images / row["seconds"]}  # fmt: skip
 
 
 def existing_row(method: str, seed: int, run_dir: Path) -> dict:
@@ -117,12 +118,7 @@ def existing_row(method: str, seed: int, run_dir: Path) -> dict:
     if not metrics_path.is_file() or not config_path.is_file():
         return {**row, "seconds": 0.0, "status": f"missing ({metrics_path} not found)"}
     seconds = max(metrics_path.stat().st_mtime - config_path.stat().st_mtime, 1e-6)
-    metrics = json.loads(metrics_path.read_text())
-    cfg = OmegaConf.load(config_path)
-    n_eval = sum(int(v) for k, v in metrics.items() if k.endswith("/n_images"))
-    images = int(metrics.get("global_step", 0)) * int(cfg.data.batch_size) + n_eval
-    return {**row, "seconds": seconds, "status": "ok", "run_dir": str(run_dir), "metrics": metrics,
-            "images_per_s": images / seconds}  # fmt: skip
+    return finished_row({**row, "seconds": seconds}, run_dir)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -165,11 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"STEPS={args.steps}: expected a positive number of steps")
         out = Path(args.out) / args.name
         run_root = Path(args.log_dir) / "compare" / args.name
-        for path in (out, run_root):
-            if args.report_only:
-                if not run_root.is_dir():
-                    raise CompareError(f"NAME={args.name}: --report-only needs the runs under {run_root}")
-                break
+        if args.report_only and not run_root.is_dir():
+            raise CompareError(f"NAME={args.name}: --report-only needs the runs under {run_root}")
+        for path in (out, run_root) if not args.report_only else ():
             if path.exists() and not args.overwrite:
                 raise CompareError(
                     f"NAME={args.name}: {path} exists; choose another NAME or pass OVERWRITE=1"
