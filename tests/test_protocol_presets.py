@@ -124,3 +124,19 @@ def test_whole_image_inference_is_one_padded_forward() -> None:
     protocol = Protocol("voc20", short_side=40, window=32, stride=16, has_background=False, slide=False)
     out = dense_scores(segment, torch.rand(2, 3, 50, 70), protocol)
     assert seen == [(2, 3, 48, 64)] and out.shape == (2, 2, 50, 70)  # 40 x 56 padded to multiples of 16
+
+
+def test_protocol_logit_scale_reaches_training_free_models_but_not_their_saved_config() -> None:
+    from types import SimpleNamespace
+
+    from synseg.evaluation.runner import set_protocol_classes
+
+    calls = []
+    seg = SimpleNamespace(kind="naclip", config={"temperature": None}, protocol_temperature=None,
+                          set_classes=lambda names, templates: calls.append(names))  # fmt: skip
+    naclip = build_protocol("voc21", True, protocol_cfg("protocol=naclip"))
+    set_protocol_classes(seg, ["cat"], naclip)
+    assert seg.protocol_temperature == 40 and seg.config["temperature"] is None
+    assert calls[-1] == [*naclip.background_words, "cat"]
+    set_protocol_classes(seg, ["cat"], build_protocol("voc21", True, protocol_cfg()))  # back to CLIP's own
+    assert seg.protocol_temperature is None and calls[-1] == ["cat"]

@@ -41,8 +41,8 @@ class Normalizer:
 def set_protocol_classes(segmenter: Any, names: Sequence[str], protocol: Protocol) -> None:
     """Gives `segmenter` the foreground class `names` under `protocol`: its templates, its background words
     first (NACLIP), and for a training-free model its softmax logit scale (NACLIP: 40)."""
-    if protocol.logit_scale and getattr(segmenter, "kind", None) in TRAINING_FREE:  # softmax(scale * cos)
-        segmenter.config["temperature"] = protocol.logit_scale
+    if getattr(segmenter, "kind", None) in TRAINING_FREE:  # softmax(scale * cos); not in the saved config
+        segmenter.protocol_temperature = protocol.logit_scale
     segmenter.set_classes([*protocol.background_words, *names], list(protocol.templates))
 
 

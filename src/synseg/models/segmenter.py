@@ -98,6 +98,8 @@ class Segmenter(nn.Module):
         self.class_names: list[str] = []
         self.class_text: torch.Tensor | None = None  # (C, D) unit-norm class embeddings
         self.class_cond: torch.Tensor | None = None  # (C, D) what a SynSeg head is conditioned on
+        # an evaluation protocol's softmax scale for training-free kinds (NACLIP: 40); never saved
+        self.protocol_temperature: float | None = None
 
     @staticmethod
     def _preprocess_cfg(backbone: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +187,11 @@ class Segmenter(nn.Module):
             z, scale = self.patch_embeddings(feats, [layer[:, 0] for layer in feats["layers"]])
             logits = scale * F.normalize(z, dim=-1) @ self.class_text.T  # (B, N, C)
         else:  # maskclip / naclip: frozen dense tokens (the backbone's dense_mode)
-            scale = self.config["temperature"] or float(self.backbone.clip.logit_scale.exp())
+            scale = (
+                self.protocol_temperature
+                or self.config["temperature"]
+                or float(self.backbone.clip.logit_scale.exp())
+            )
             logits = scale * F.normalize(feats["dense"], dim=-1) @ self.class_text.T  # (B, N, C)
         b, _, c = logits.shape
         probs = logits.softmax(-1).transpose(1, 2).reshape(b, c, *feats["grid"])
